@@ -1,0 +1,126 @@
+"""What every attribution method shares: argument preparation and the convergence delta."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from ..core.batching import resolve_batch_size
+from ..core.gradients import Evaluator
+from ..core.guard import ModelGuard
+from ..core.inputs import BaselineType, format_baselines, format_inputs, require_float
+from ..core.targets import TargetType
+
+
+@dataclass
+class Call:
+    """A prepared call: inputs as a tuple, the user's form, the evaluator and the model guard."""
+
+    inputs: tuple[Tensor, ...]
+    was_tuple: bool
+    ev: Evaluator
+    guard: ModelGuard
+
+    @property
+    def n(self) -> int:
+        return self.inputs[0].shape[0]
+
+
+class Attribution:
+    """Base of all attribution methods. ``forward_func`` is a ``nn.Module`` or any callable model."""
+
+    name = "attribution"
+
+    def __init__(self, forward_func: Callable):
+        if not callable(forward_func):
+            raise TypeError(f"forward_func must be a model (callable); received {type(forward_func).__name__}")
+        self.forward_func = forward_func
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return getattr(self, "_multiply_by_inputs", False)
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    def prepare(
+        self,
+        inputs: Any,
+        target: TargetType,
+        additional_forward_args: Any,
+        forward_kwargs: Mapping[str, Any] | None,
+        batch_size: int | None,
+        show_progress: bool = False,
+        needs_grad: bool = True,
+        **captum_batch_names: int | None,
+    ) -> Call:
+        xs, was_tuple = format_inputs(inputs)
+        if needs_grad:
+            require_float(xs, type(self).__name__)
+        bs = resolve_batch_size(batch_size, **captum_batch_names)
+        ev = Evaluator(
+            self.forward_func,
+            target,
+            additional_forward_args,
+            forward_kwargs,
+            n=xs[0].shape[0],
+            batch_size=bs,
+            show_progress=show_progress,
+            desc=type(self).__name__,
+        )
+        return Call(xs, was_tuple, ev, ModelGuard(self.forward_func))
+
+    def compute_convergence_delta(
+        self,
+        attributions: Tensor | tuple[Tensor, ...],
+        start_point: BaselineType,
+        end_point: Tensor | tuple[Tensor, ...],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
+    ) -> Tensor:
+        """Completeness gap ``sum(attributions) - (F(end_point) - F(start_point))``, shape ``(N,)``."""
+        ends, _ = format_inputs(end_point, "end_point")
+        attrs, _ = format_inputs(attributions, "attributions")
+        starts = format_baselines(start_point, ends, "start_point")
+        n = ends[0].shape[0]
+        ev = Evaluator(self.forward_func, target, additional_forward_args, forward_kwargs, n=n)
+        with ModelGuard(self.forward_func):
+            ex = torch.arange(n)
+            f_end = ev.all_scores(ends, ex)
+            f_start = ev.all_scores(tuple(s.expand_as(e) for s, e in zip(starts, ends)), ex)
+        return attribution_sum(attrs) - (f_end - f_start).to(attrs[0].dtype)
+
+
+def attribution_sum(attrs: tuple[Tensor, ...]) -> Tensor:
+    """Sum of attributions per example over all inputs and features: ``(N,)``."""
+    return sum(a.reshape(a.shape[0], -1).sum(1) for a in attrs)
+
+
+def rows_of(t: Tensor, ex: Tensor) -> Tensor:
+    """Rows of a per-example tensor (or a batch-1 tensor, broadcast) for example numbers ``ex``."""
+    if t.shape[0] == 1:
+        return t.expand((ex.shape[0],) + t.shape[1:])
+    return t.index_select(0, ex.to(t.device))
+
+
+def input_gradients(call: Call, transform: Callable[[Tensor, Tensor], Tensor], context: Callable | None = None) -> list[Tensor]:
+    """``transform(input_rows, grad)`` for every example, one model call per chunk of examples.
+
+    The shared body of Saliency, InputXGradient, GuidedBackprop and Deconvolution (which differ only in
+    ``transform`` and in the backward ``context``).
+    """
+    out = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in call.inputs]
+
+    def build(rows: Tensor):
+        return tuple(x.index_select(0, rows.to(x.device)) for x in call.inputs), rows
+
+    def consume(rows: Tensor, ex: Tensor, grads: tuple[Tensor, ...], score: Tensor) -> None:
+        for o, x, g in zip(out, call.inputs, grads):
+            r = rows.to(x.device)
+            o[r] = transform(x.index_select(0, r), g)
+
+    call.ev.grad_rows(call.n, build, consume, call.inputs, tag="inputs", context=context)
+    return out

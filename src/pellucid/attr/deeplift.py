@@ -1,0 +1,385 @@
+"""DeepLIFT with the rescale rule (Shrikumar, Greenside & Kundaje, 2017, "Learning Important Features Through
+Propagating Activation Differences", arXiv:1704.02685) and DeepLIFT-SHAP (Lundberg & Lee, 2017, arXiv:1705.07874).
+
+Multipliers replace gradients through nonlinearities: for an elementwise ``y = f(x)`` with reference ``x0``,
+``m = (f(x) - f(x0)) / (x - x0)`` (the gradient where ``|x - x0| < eps``); for max pooling (and ``torch.max`` /
+``torch.min`` over a dim) the output difference goes to the winning input of whichever of ``x`` and ``x0`` has the
+larger maximum, divided by that input's difference. Linear operations keep their gradient. So
+``sum(m * (x - x0)) = F(x) - F(x0)`` (summation-to-delta) for networks of linear maps, elementwise
+nonlinearities and max pooling.
+
+Mechanism: per chunk, a reference pass on the baselines records the input of every nonlinearity call (in call
+order) and the input pass replaces each call's backward by its multiplier. Calls are intercepted at the torch
+function level, so functional activations (``F.relu``, ``torch.relu``, ``x.relu()``), in-place ones and a module
+used twice are all handled. The calls must come in the same order for inputs and baselines (no data-dependent
+control flow), else a clear error is raised. Operations whose rule is not defined (``torch.amax``,
+``torch.maximum``, ``torch.topk``, ...) raise ``ValueError``. Multiplicative interactions between activations
+(attention's ``softmax(QK^T) V``, gating, LayerNorm) keep their gradient, as in Captum: summation-to-delta then
+holds only approximately, and ``return_convergence_delta`` reports the gap.
+Softmax is treated as an elementwise map (``m_i = dy_i / dx_i``), which conserves the summed difference.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core.errors import check_nonnegative
+from ..core.hooks import FunctionRules, is_inplace_call, out_of_place, override_grad, write_back
+from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, format_distribution, restore_form
+from ..core.targets import TargetType
+from ._base import Attribution, Call, attribution_sum, rows_of
+
+T = torch.Tensor
+# elementwise nonlinearities -> position of their positional `inplace` argument (None: no such argument)
+ELEMENTWISE: dict[Callable, int | None] = {
+    F.relu: 1, torch.relu: None, T.relu: None, torch.relu_: None, T.relu_: None, F.relu_: None,
+    F.relu6: 1, F.elu: 2, F.elu_: None, F.selu: 1, F.celu: 2, F.leaky_relu: 2, F.leaky_relu_: None,
+    F.hardtanh: 3, F.hardtanh_: None, F.silu: 1, F.hardswish: 1, F.hardsigmoid: 1, F.mish: 1,
+    F.softplus: None, F.gelu: None, F.logsigmoid: None, F.softsign: None, F.tanhshrink: None,
+    torch.sigmoid: None, T.sigmoid: None, torch.sigmoid_: None, T.sigmoid_: None,
+    torch.tanh: None, T.tanh: None, torch.tanh_: None, T.tanh_: None,
+    torch.exp: None, T.exp: None, torch.abs: None, T.abs: None,
+    F.softmax: None, torch.softmax: None, T.softmax: None, F.log_softmax: None, torch.log_softmax: None,
+    T.log_softmax: None,
+}
+# max pooling: names of positional parameters, and the number of pooled dims
+POOLS: dict[Callable, tuple[tuple[str, ...], int]] = {}
+_POOL_PARAMS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_ADAPTIVE_PARAMS = ("input", "output_size", "return_indices")
+for _d, (_p, _a) in enumerate(
+    [(F.max_pool1d, F.adaptive_max_pool1d), (F.max_pool2d, F.adaptive_max_pool2d), (F.max_pool3d, F.adaptive_max_pool3d)],
+    start=1,
+):
+    POOLS[_p] = (_POOL_PARAMS, _d)
+    POOLS[_a] = (_ADAPTIVE_PARAMS, _d)
+POOLS[torch.max_pool1d] = (_POOL_PARAMS[:-1], 1)
+POOLS[torch.max_pool2d] = (_POOL_PARAMS[:-1], 2)
+POOLS[torch.max_pool3d] = (_POOL_PARAMS[:-1], 3)
+_WITH_INDICES = {1: (F.max_pool1d, F.adaptive_max_pool1d), 2: (F.max_pool2d, F.adaptive_max_pool2d),
+                 3: (F.max_pool3d, F.adaptive_max_pool3d)}
+REDUCTIONS = {torch.max: "max", T.max: "max", torch.min: "min", T.min: "min"}
+UNSUPPORTED = {
+    f: f"DeepLift has no rule for {name}: use torch.max(x, dim)/max pooling, which it supports"
+    for f, name in [
+        (torch.amax, "torch.amax"), (T.amax, "Tensor.amax"), (torch.amin, "torch.amin"), (T.amin, "Tensor.amin"),
+        (torch.maximum, "torch.maximum"), (T.maximum, "Tensor.maximum"), (torch.minimum, "torch.minimum"),
+        (T.minimum, "Tensor.minimum"), (torch.topk, "torch.topk"), (T.topk, "Tensor.topk"),
+        (torch.sort, "torch.sort"), (T.sort, "Tensor.sort"), (torch.median, "torch.median"),
+        (T.median, "Tensor.median"), (torch.kthvalue, "torch.kthvalue"), (T.kthvalue, "Tensor.kthvalue"),
+        (F.fractional_max_pool2d, "F.fractional_max_pool2d"), (F.lp_pool2d, "F.lp_pool2d"),
+    ]
+}
+
+
+class _References:
+    """Inputs of nonlinearity calls recorded on the baselines, consumed in the same order on the inputs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable, Tensor, int]] = []
+        self.pos = 0
+
+    def record(self, func: Callable, args: tuple, kwargs: Mapping) -> Any:
+        x = args[0]
+        inplace = is_inplace_call(func, args, kwargs, ELEMENTWISE.get(func))
+        self.calls.append((func, x.detach().clone() if inplace else x.detach(), x._version if not inplace else -1))
+        return func(*args, **kwargs)
+
+    def next(self, func: Callable, x: Tensor) -> Tensor:
+        name = getattr(func, "__name__", str(func))
+        if self.pos >= len(self.calls):
+            raise RuntimeError(
+                f"DeepLift: the forward on the inputs called {name} more often than the forward on the baselines; "
+                "the model's sequence of nonlinearities depends on the data, so inputs and baselines cannot be paired"
+            )
+        f0, x0, version = self.calls[self.pos]
+        self.pos += 1
+        if f0 is not func or x0.shape != x.shape:
+            raise RuntimeError(
+                f"DeepLift: nonlinearity call {self.pos} is {name}{tuple(x.shape)} on the inputs but "
+                f"{getattr(f0, '__name__', f0)}{tuple(x0.shape)} on the baselines; the model's control flow depends "
+                "on the data, so inputs and baselines cannot be paired"
+            )
+        if version >= 0 and x0._version != version:
+            raise RuntimeError(f"DeepLift: the baseline input of {name} was modified in place after the call")
+        return x0
+
+    def check_done(self) -> None:
+        if self.pos != len(self.calls):
+            raise RuntimeError(
+                f"DeepLift: the forward on the baselines made {len(self.calls)} nonlinearity calls but the forward "
+                f"on the inputs only {self.pos}; the model's control flow depends on the data"
+            )
+
+
+def _elementwise_derivative(compute: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    with torch.enable_grad():
+        t = x.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(compute(t).sum(), t)
+    return d
+
+
+def rescale_rule(refs: _References, eps: float) -> Callable:
+    def rule(func: Callable, args: tuple, kwargs: dict) -> Tensor:
+        x, pos = args[0], ELEMENTWISE[func]
+        x0 = refs.next(func, x)
+
+        def compute(t: Tensor) -> Tensor:
+            return out_of_place(func, args, kwargs, t, pos)
+
+        with torch.no_grad():
+            y, y0 = compute(x.detach()), compute(x0)
+            dx = x.detach() - x0
+            small = dx.abs() < eps
+            m = (y - y0) / torch.where(small, torch.ones_like(dx), dx)
+        if bool(small.any()):
+            m = torch.where(small, _elementwise_derivative(compute, x), m)
+        out = override_grad(x, y, lambda g: g * m)
+        return write_back(func, args, kwargs, out, pos)
+
+    return rule
+
+
+def _pool_with_indices(func: Callable, args: tuple, kwargs: Mapping) -> tuple[Tensor, Tensor, int, bool]:
+    names, dims = POOLS[func]
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    wants = bool(bound.pop("return_indices", False))
+    x = bound.pop("input")
+    plain, adaptive = _WITH_INDICES[dims]
+    fn = adaptive if "output_size" in bound else plain
+    y, idx = fn(x, **bound, return_indices=True)
+    return y, idx, dims, wants
+
+
+def _winner_backward(x: Tensor, x0: Tensor, y: Tensor, y0: Tensor, ix: Tensor, i0: Tensor, eps: float, use_max: bool,
+                     flat: Callable[[Tensor], Tensor], dim: int) -> Callable[[Tensor], Tensor]:
+    """Backward for ``y = max/min`` over groups: dy goes to the winner of the larger (smaller) extreme, over dx."""
+    cross = torch.maximum(y, y0) if use_max else torch.minimum(y, y0)
+    part_x, part_0 = cross - y0, y - cross
+    dx = (x - x0).detach()
+    small = dx.abs() < eps
+    safe = torch.where(small, torch.ones_like(dx), dx)
+    xf_shape = flat(x).shape
+
+    def backward(g: Tensor) -> Tensor:
+        gf, ixf, i0f = flat(g), flat(ix), flat(i0)
+        zeros = torch.zeros(xf_shape, dtype=g.dtype, device=g.device)
+        num = zeros.scatter_add(dim, ixf, gf * flat(part_x)).scatter_add(dim, i0f, gf * flat(part_0))
+        plain = zeros.scatter_add(dim, ixf, gf)
+        return torch.where(small, plain.reshape(x.shape), num.reshape(x.shape) / safe)
+
+    return backward
+
+
+def maxpool_rule(refs: _References, eps: float) -> Callable:
+    def rule(func: Callable, args: tuple, kwargs: dict) -> Any:
+        x = args[0]
+        x0 = refs.next(func, x)
+        with torch.no_grad():
+            y, ix, dims, wants = _pool_with_indices(func, (x.detach(),) + tuple(args[1:]), kwargs)
+            y0, i0, _, _ = _pool_with_indices(func, (x0,) + tuple(args[1:]), kwargs)
+        lead = x.dim() - dims
+
+        def flat(t: Tensor) -> Tensor:
+            return t.reshape(tuple(t.shape[:lead]) + (-1,))
+
+        backward = _winner_backward(x, x0, y, y0, ix, i0, eps, True, flat, lead)
+        out = override_grad(x, y, backward)
+        return (out, ix) if wants else out
+
+    return rule
+
+
+def reduction_rule(refs: _References, eps: float) -> Callable:
+    def rule(func: Callable, args: tuple, kwargs: dict) -> Any:
+        x = args[0]
+        kind = REDUCTIONS[func]
+        rest = dict(zip(("dim", "keepdim"), args[1:]))
+        rest.update(kwargs)
+        if isinstance(rest.get("dim"), Tensor) or "other" in rest:
+            raise ValueError(f"DeepLift has no rule for the elementwise torch.{kind}imum of two tensors")
+        if "dim" not in rest:
+            raise ValueError(
+                f"DeepLift: torch.{kind}(x) without dim reduces over the whole batch; use torch.{kind}(x, dim)"
+            )
+        dim, keepdim = rest["dim"] % x.dim(), bool(rest.get("keepdim", False))
+        x0 = refs.next(func, x)
+        reducer = torch.max if kind == "max" else torch.min
+        with torch.no_grad():
+            y, ix = reducer(x.detach(), dim, keepdim=True)
+            y0, i0 = reducer(x0, dim, keepdim=True)
+        backward = _winner_backward(x, x0, y, y0, ix, i0, eps, kind == "max", lambda t: t, dim)
+        out = override_grad(x, y, backward)
+        idx = ix
+        if not keepdim:
+            out, idx = out.squeeze(dim), ix.squeeze(dim)
+        return (torch.return_types.max if kind == "max" else torch.return_types.min)((out, idx))
+
+    return rule
+
+
+@contextmanager
+def recording(refs: _References):
+    """Record the inputs of every nonlinearity call (the reference pass)."""
+    rules = {f: refs.record for f in list(ELEMENTWISE) + list(POOLS) + list(REDUCTIONS)}
+    with FunctionRules(rules, UNSUPPORTED):
+        yield refs
+
+
+@contextmanager
+def rescaling(refs: _References, eps: float):
+    """Apply the DeepLIFT multipliers in the backward pass (the input pass)."""
+    rules: dict[Callable, Callable] = {}
+    rules.update({f: rescale_rule(refs, eps) for f in ELEMENTWISE})
+    rules.update({f: maxpool_rule(refs, eps) for f in POOLS})
+    rules.update({f: reduction_rule(refs, eps) for f in REDUCTIONS})
+    with FunctionRules(rules, UNSUPPORTED):
+        yield
+    refs.check_done()
+
+
+def deeplift_multipliers(
+    call: Call,
+    n_rows: int,
+    build: Callable[[Tensor], tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]],
+    consume: Callable[[Tensor, Tensor, tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Tensor], None],
+    eps: float,
+    tag: str,
+) -> None:
+    """The DeepLIFT loop: ``build(rows) -> (input_rows, baseline_rows, example_index)``; the multipliers of each
+    chunk go to ``consume(rows, ex, multipliers, input_rows, baseline_rows, F(inputs), F(baselines))``."""
+    state: dict[str, Any] = {}
+
+    def build_inputs(rows: Tensor):
+        xs, bs, ex = build(rows)
+        state.update(xs=xs, bs=bs)
+        return xs, ex
+
+    @contextmanager
+    def context(xs: tuple[Tensor, ...], ex: Tensor):
+        refs = _References()
+        with torch.no_grad(), recording(refs):
+            state["f_b"] = call.ev.target.select(call.ev.run(state["bs"], ex), ex)
+        with rescaling(refs, eps):
+            yield
+
+    def on_grads(rows: Tensor, ex: Tensor, grads: tuple[Tensor, ...], score: Tensor) -> None:
+        consume(rows, ex, grads, state["xs"], state["bs"], score, state["f_b"])
+
+    call.ev.grad_rows(n_rows, build_inputs, on_grads, call.inputs, tag=tag, context=context)
+
+
+def _attributions(mults, xs, bs, multiply: bool, custom: Callable | None) -> tuple[Tensor, ...]:
+    if custom is not None:
+        out = custom(tuple(mults), tuple(xs), tuple(bs))
+        out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        if len(out) != len(mults) or any(o.shape != m.shape for o, m in zip(out, mults)):
+            raise ValueError("custom_attribution_func must return one tensor per input, shaped like the inputs")
+        return out
+    return tuple(m * (x - b) for m, x, b in zip(mults, xs, bs)) if multiply else tuple(mults)
+
+
+class DeepLift(Attribution):
+    """DeepLIFT, rescale rule. See the module docstring for the rules and what they cover.
+
+    Args:
+        forward_func: the model.
+        multiply_by_inputs: multiply the multipliers by ``(x - x')`` (default; "local" attribution) or return
+            the multipliers ("global").
+        eps: below this ``|x - x0|`` a nonlinearity uses its gradient instead of the difference quotient.
+
+    ``attribute`` returns the inputs' shapes; ``return_convergence_delta=True`` adds ``delta`` ``(N,)`` =
+    sum(attr) - (F(x) - F(x')), computed from the passes already made (no extra model call).
+    ``custom_attribution_func(multipliers, inputs, baselines) -> attributions`` (tuples) replaces the product.
+    """
+
+    def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True, eps: float = 1e-10):
+        super().__init__(forward_func)
+        self._multiply_by_inputs = multiply_by_inputs
+        self.eps = check_nonnegative(eps, "eps")
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+        custom_attribution_func: Callable | None = None,
+        *,
+        forward_kwargs: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ):
+        call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
+        bases = format_baselines(baselines, call.inputs)
+        out = [torch.empty_like(x) for x in call.inputs]
+        delta = torch.zeros(call.n, dtype=call.inputs[0].dtype)
+
+        def build(rows: Tensor):
+            return tuple(x.index_select(0, rows.to(x.device)) for x in call.inputs), tuple(rows_of(b, rows) for b in bases), rows
+
+        def consume(rows, ex, mults, xs, bs, f_x, f_b):
+            attrs = _attributions(mults, xs, bs, self._multiply_by_inputs, custom_attribution_func)
+            for o, a in zip(out, attrs):
+                o[rows.to(o.device)] = a
+            delta[rows] = (attribution_sum(attrs) - (f_x - f_b).to(attrs[0].dtype)).detach().cpu()
+
+        with call.guard:
+            deeplift_multipliers(call, call.n, build, consume, self.eps, tag="deeplift")
+        result = restore_form(out, call.was_tuple)
+        return (result, delta) if return_convergence_delta else result
+
+
+class DeepLiftShap(DeepLift):
+    """DeepLIFT averaged over a distribution of baselines (DeepSHAP; Lundberg & Lee, 2017).
+
+    ``baselines``: a tensor of samples ``(S, ...)`` per input (or a callable returning them). Rows are
+    examples x samples. Returns the inputs' shapes; ``delta`` ``(N,)`` = sum(attr) - (F(x) - mean_s F(b_s)).
+    """
+
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        baselines: Any = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+        custom_attribution_func: Callable | None = None,
+        *,
+        forward_kwargs: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ):
+        call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
+        dist = format_distribution(baselines, call.inputs)
+        s = dist[0].shape[0]
+        out = [torch.zeros_like(x) for x in call.inputs]
+        delta = torch.zeros(call.n, dtype=call.inputs[0].dtype)
+
+        def build(rows: Tensor):
+            ex, k = rows // s, rows % s
+            return (
+                tuple(x.index_select(0, ex.to(x.device)) for x in call.inputs),
+                tuple(d.index_select(0, k.to(d.device)) for d in dist),
+                ex,
+            )
+
+        def consume(rows, ex, mults, xs, bs, f_x, f_b):
+            attrs = _attributions(mults, xs, bs, self._multiply_by_inputs, custom_attribution_func)
+            for o, a in zip(out, attrs):
+                o.index_add_(0, ex.to(o.device), a / s)
+            gap = attribution_sum(attrs) - (f_x - f_b).to(attrs[0].dtype)
+            delta.index_add_(0, ex, gap.detach().cpu() / s)
+
+        with call.guard:
+            deeplift_multipliers(call, call.n * s, build, consume, self.eps, tag="deepliftshap")
+        result = restore_form(out, call.was_tuple)
+        return (result, delta) if return_convergence_delta else result

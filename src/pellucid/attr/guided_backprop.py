@@ -1,0 +1,80 @@
+"""Guided backpropagation (Springenberg et al., 2014, "Striving for Simplicity", arXiv:1412.6806) and
+deconvolution (Zeiler & Fergus, 2013, arXiv:1311.2901).
+
+Both change only the backward pass of ReLU: deconvolution passes ``relu(grad)``; guided backprop passes
+``relu(grad) * (x > 0)``. Every ReLU call is overridden, whether it is an ``nn.ReLU`` module (also one used twice
+or in place) or a functional ``F.relu`` / ``torch.relu`` / ``x.relu()`` call inside ``forward``.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core.hooks import FunctionRules, out_of_place, override_grad, write_back
+from ..core.inputs import TensorOrTuple, restore_form
+from ..core.targets import TargetType
+from ._base import Attribution, input_gradients
+
+T = torch.Tensor
+RELUS: dict[Callable, int | None] = {
+    F.relu: 1, torch.relu: None, T.relu: None, torch.relu_: None, T.relu_: None, F.relu_: None,
+}
+
+
+def relu_backward_rule(guided: bool) -> Callable:
+    def rule(func: Callable, args: tuple, kwargs: dict) -> Tensor:
+        x, pos = args[0], RELUS[func]
+        with torch.no_grad():
+            y = out_of_place(func, args, kwargs, x.detach(), pos)
+        positive = x.detach() > 0
+
+        def backward(g: Tensor) -> Tensor:
+            g = torch.where(g > 0, g, torch.zeros_like(g))
+            return torch.where(positive, g, torch.zeros_like(g)) if guided else g
+
+        return write_back(func, args, kwargs, override_grad(x, y, backward), pos)
+
+    return rule
+
+
+@contextmanager
+def relu_override(guided: bool):
+    """Context manager: every ReLU inside uses the guided (or deconvolution) backward."""
+    rule = relu_backward_rule(guided)
+    with FunctionRules({f: rule for f in RELUS}):
+        yield
+
+
+class _ModifiedReluGradient(Attribution):
+    guided = True
+
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        *,
+        forward_kwargs: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> TensorOrTuple:
+        call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
+        with call.guard:
+            out = input_gradients(call, lambda x, g: g, context=lambda xs, ex: relu_override(self.guided))
+        return restore_form(out, call.was_tuple)
+
+
+class GuidedBackprop(_ModifiedReluGradient):
+    """Gradient with ReLU backward ``relu(grad) * (x > 0)``; returns the inputs' shapes."""
+
+    guided = True
+
+
+class Deconvolution(_ModifiedReluGradient):
+    """Gradient with ReLU backward ``relu(grad)``; returns the inputs' shapes."""
+
+    guided = False

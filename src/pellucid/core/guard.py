@@ -1,0 +1,53 @@
+"""The model-state guard: whatever happens inside, the model leaves as it came in."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ModelGuard:
+    """Context manager that records and restores a model's state.
+
+    Restores every module's ``training`` flag, every parameter's ``requires_grad``, and removes any hook handle
+    registered through :meth:`add_handle`. By default the parameters are frozen (``requires_grad=False``) inside
+    the block: attribution differentiates with respect to inputs or activations only, and frozen parameters spare
+    autograd the memory of weight-gradient buffers. Parameters are never written, so their values need no copy.
+    """
+
+    def __init__(self, model: Any, freeze_parameters: bool = True):
+        self.model = model
+        self.freeze = freeze_parameters
+        self._handles: list = []
+
+    def __enter__(self) -> "ModelGuard":
+        modules = list(self.model.modules()) if isinstance(self.model, nn.Module) else []
+        self._modes = [(m, m.training) for m in modules]
+        params = list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
+        self._grads = [(p, p.requires_grad) for p in params]
+        if self.freeze:
+            for p in params:
+                p.requires_grad_(False)
+        return self
+
+    def add_handle(self, handle: Any) -> None:
+        self._handles.append(handle)
+
+    def __exit__(self, *exc) -> None:
+        for h in reversed(self._handles):
+            h.remove()
+        self._handles.clear()
+        for p, flag in self._grads:
+            p.requires_grad_(flag)
+        for m, mode in self._modes:
+            m.training = mode
+
+
+def model_device(model: Any, default: torch.device | None = None) -> torch.device | None:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+    return default
