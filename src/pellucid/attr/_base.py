@@ -33,6 +33,12 @@ class Attribution:
 
     name = "attribution"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from ._multi_target import install
+
+        install(cls)  # a 2-D target (N, K) works for every method
+
     def __init__(self, forward_func: Callable):
         if not callable(forward_func):
             raise TypeError(f"forward_func must be a model (callable); received {type(forward_func).__name__}")

@@ -339,6 +339,7 @@ class DeepLift(Attribution):
 
 
 class DeepLiftShap(DeepLift):
+    _distribution_baselines = True
     """DeepLIFT averaged over a distribution of baselines (DeepSHAP; Lundberg & Lee, 2017).
 
     ``baselines``: a tensor of samples ``(S, ...)`` per input (or a callable returning them). Rows are

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..core.errors import check_generator, check_positive_int
 from ..core.inputs import TensorOrTuple, format_distribution, restore_form
 from ..core.targets import TargetType
-from ._base import Attribution, attribution_sum, rows_of
+from ._base import Attribution, attribution_sum
 
 
 def noise_stdevs(stdevs: Any, n_inputs: int, name: str = "stdevs") -> tuple[float, ...]:
@@ -42,6 +42,8 @@ class GradientShap(Attribution):
     """GradientSHAP / expected gradients. ``baselines``: a tensor of samples ``(S, ...)`` per input (or a callable
     returning one); returns the inputs' shapes, and with ``return_convergence_delta`` ``delta`` ``(N,)`` =
     sum(attr) - mean_s(F(x + e_s) - F(b_s)) (zero in expectation, not exactly)."""
+
+    _distribution_baselines = True
 
     def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True):
         super().__init__(forward_func)

@@ -23,8 +23,8 @@ NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 def _repeat_target(target: Any, times: int) -> Any:
     if isinstance(target, list):
         return [t for t in target for _ in range(times)]
-    if isinstance(target, Tensor) and target.dim() == 1:
-        return target.repeat_interleave(times)
+    if isinstance(target, Tensor) and target.dim() in (1, 2):
+        return target.repeat_interleave(times, dim=0)
     return target
 
 

@@ -1,0 +1,94 @@
+"""Several targets per example in one call: a 2-D ``target`` of shape ``(N, K)``.
+
+Beyond Captum (DESIGN section 5): ``method.attribute(x, target=torch.tensor([[0, 1], [2, 3]]))`` attributes
+``K`` outputs of each example and returns attributions with an extra dimension after the batch, ``(N, K, ...)``
+(and a convergence delta ``(N, K)``). It works for every method: the examples are repeated ``K`` times
+(example-major), together with per-example baselines, masks and extra forward arguments, the target is flattened,
+the method runs once over all ``N * K`` examples (so the batcher fills its chunks across targets), and the results
+are folded back. Every :class:`~pellucid.attr.Attribution` subclass gets this automatically.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from torch import Tensor
+
+from ..core.inputs import ForwardArgs
+
+# arguments that may hold one row per example and must then be repeated with the examples
+PER_EXAMPLE_ARGS = ("baselines", "feature_mask", "layer_baselines", "layer_mask", "sliding_window_shapes_mask")
+
+
+def _is_multi_target(target: Any) -> bool:
+    return isinstance(target, Tensor) and target.dim() == 2 and not target.dtype.is_floating_point
+
+
+def _repeat_rows(value: Any, n: int, k: int) -> Any:
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n and n > 1:
+        return value.repeat_interleave(k, dim=0)
+    if isinstance(value, tuple):
+        return tuple(_repeat_rows(v, n, k) for v in value)
+    if isinstance(value, list):
+        return [_repeat_rows(v, n, k) for v in value]
+    return value
+
+
+def _fold(value: Any, n: int, k: int) -> Any:
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n * k:
+        return value.reshape((n, k) + tuple(value.shape[1:]))
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_fold(v, n, k) for v in value)
+    return value
+
+
+def support_multi_target(attribute: Callable, distribution_baselines: bool = False) -> Callable:
+    """Wrap an ``attribute`` method so a 2-D integer ``target`` ``(N, K)`` is handled as described above."""
+    sig = inspect.signature(attribute)
+    if "target" not in sig.parameters or "inputs" not in sig.parameters:
+        return attribute
+
+    @functools.wraps(attribute)
+    def wrapper(self, *args: Any, **kwargs: Any):
+        bound = sig.bind(self, *args, **kwargs)
+        target = bound.arguments.get("target")
+        if not _is_multi_target(target):
+            return attribute(self, *args, **kwargs)
+        inputs = bound.arguments["inputs"]
+        first = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+        if not isinstance(first, Tensor):
+            return attribute(self, *args, **kwargs)
+        n, k = first.shape[0], target.shape[1]
+        if target.shape[0] != n:
+            raise ValueError(f"a 2-D target must have shape (N, K) with N = {n} examples; received {tuple(target.shape)}")
+        arguments = dict(bound.arguments)
+        arguments.pop("self")
+        arguments["inputs"] = _repeat_rows(tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs, n, k)
+        arguments["target"] = target.reshape(-1)
+        for name in PER_EXAMPLE_ARGS:
+            if name in arguments and not (name == "baselines" and distribution_baselines):
+                arguments[name] = _repeat_rows(arguments[name], n, k)
+        extra, kw = arguments.get("additional_forward_args"), arguments.get("forward_kwargs")
+        if extra is not None or kw:
+            fwd = ForwardArgs.make(extra, kw, n).repeat(k)
+            if extra is not None:
+                arguments["additional_forward_args"] = fwd.args
+            if kw:
+                arguments["forward_kwargs"] = fwd.kwargs
+        var_kw = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        extra_kwargs = arguments.pop(var_kw[0], {}) if var_kw else {}
+        result = attribute(self, **arguments, **extra_kwargs)
+        return _fold(result, n, k)
+
+    wrapper.__pellucid_multi_target__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install(cls: type) -> None:
+    """Called for every Attribution subclass: wrap its own ``attribute`` once."""
+    attribute = cls.__dict__.get("attribute")
+    if attribute is None or getattr(attribute, "__pellucid_multi_target__", False):
+        return
+    setattr(cls, "attribute", support_multi_target(attribute, getattr(cls, "_distribution_baselines", False)))
+
