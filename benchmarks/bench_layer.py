@@ -1,0 +1,160 @@
+"""Layer methods against their lower bounds (DESIGN section 6, issue 4).
+
+    python benchmarks/bench_layer.py            # full run
+    python benchmarks/bench_layer.py --quick    # smoke run: fewer repeats and batch sizes, no memory column
+
+Cases at default arguments: LayerIntegratedGradients on the transformer's embedding layer (fed token ids, 50
+steps), LayerConductance (50 steps) and LayerGradCam on the CNN's second convolution. Bounds (see
+:mod:`_harness`): LayerIntegratedGradients needs ``N x 50`` forward+backward evaluations of the model on
+embedding-path rows; LayerConductance ``N x 50`` forward+backward on input-path rows; LayerGradCam ``N``
+forward+backward on the inputs. The layer methods stop their backward pass at the layer, and the extra
+evaluations they make beyond the definition (activations of inputs and baselines, conductance's two path ends)
+count against them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import (  # noqa: E402
+    BATCH_SIZES, Case, child_main, forward_backward_runner, markdown_table, measure, peak_memory_mb, set_clock,
+)
+from models import workload  # noqa: E402
+
+from pellucid.attr import LayerConductance, LayerGradCam, LayerIntegratedGradients  # noqa: E402
+from pellucid.core.paths import path_points  # noqa: E402
+
+N_STEPS = 50
+METHODS = ("LayerIntegratedGradients", "LayerConductance", "LayerGradCam")
+
+
+class TokenModel(nn.Module):
+    """The benchmark transformer fed token ids: ``forward(ids, attention_mask) = model(model.embed(ids), mask)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return self.model(self.model.embed(ids), attention_mask=attention_mask)
+
+
+def token_workload() -> tuple[TokenModel, Tensor, Tensor, dict[str, Tensor]]:
+    w = workload("transformer")
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 1000, (w.n, w.inputs.shape[1]), generator=g)
+    model = TokenModel(w.model).eval()
+    with torch.no_grad():
+        target = model(ids, **w.forward_kwargs).argmax(1)
+    return model, ids, target, dict(w.forward_kwargs)
+
+
+def gl_path(x: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows on the Gauss-Legendre path from ``base`` to ``x`` (example-major) and their example numbers."""
+    alphas, _ = path_points(N_STEPS, "gausslegendre")
+    n = x.shape[0]
+    a = alphas.to(x.dtype).repeat(n).reshape((-1,) + (1,) * (x.dim() - 1))
+    xr = x.repeat_interleave(N_STEPS, 0)
+    return base + a * (xr - base), torch.arange(n * N_STEPS) // N_STEPS
+
+
+def middle_block(b: int, total: int) -> Tensor:
+    start = max(0, (total - b) // 2)
+    return (torch.arange(b) + start) % total
+
+
+def rows_from(data: Tensor, ex: Tensor, kwargs: dict[str, Tensor]):
+    def rows(b: int):
+        r = middle_block(b, data.shape[0])
+        return data[r].clone(), {k: v[ex[r]].clone() for k, v in kwargs.items()}
+
+    return rows
+
+
+def setup(model_name: str) -> tuple[dict[str, tuple[Callable[[], Any], dict[str, int], str]], dict]:
+    """``(cases, units)`` for one model: ``method -> (call, counts, note)`` and the bound runners."""
+    if model_name == "transformer":
+        model, ids, target, kw = token_workload()
+        n = ids.shape[0]
+        inner = model.model
+        with torch.no_grad():
+            emb, emb0 = inner.embed(ids), inner.embed(torch.zeros_like(ids))
+        path, ex = gl_path(emb, emb0.repeat_interleave(N_STEPS, 0))
+        lig = LayerIntegratedGradients(model, inner.embedding)
+        cases = {"LayerIntegratedGradients": (
+            lambda: lig.attribute(ids, target=target, forward_kwargs=kw), {"fwd+bwd@path": n * N_STEPS},
+            f"embedding, token ids, {N_STEPS} steps")}
+        units = {(model_name, "fwd+bwd@path"): forward_backward_runner(inner, rows_from(path, ex, kw))}
+        return cases, units
+    w = workload(model_name)
+    m, x, t, n = w.model, w.inputs, w.target, w.n
+    path, ex = gl_path(x, torch.zeros_like(x[:1]))
+    cond, cam = LayerConductance(m, m.conv2), LayerGradCam(m, m.conv2)
+    cases = {
+        "LayerConductance": (lambda: cond.attribute(x, target=t), {"fwd+bwd@path": n * N_STEPS},
+                             f"conv2, {N_STEPS} steps"),
+        "LayerGradCam": (lambda: cam.attribute(x, target=t), {"fwd+bwd@x": n}, "conv2"),
+    }
+    units = {
+        (model_name, "fwd+bwd@path"): forward_backward_runner(m, rows_from(path, ex, {})),
+        (model_name, "fwd+bwd@x"): forward_backward_runner(m, rows_from(x, torch.arange(n), {})),
+    }
+    return cases, units
+
+
+MODEL_OF = {"LayerIntegratedGradients": "transformer", "LayerConductance": "cnn", "LayerGradCam": "cnn"}
+
+
+def child_call(key: str) -> Callable[[], Any]:
+    model_name, method, threads = key.split(":")
+    if int(threads):
+        torch.set_num_threads(int(threads))
+    return setup(model_name)[0][method][0]
+
+
+def main() -> None:
+    if child_main(sys.argv, child_call):
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 3 batch sizes, no memory")
+    ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 7; --quick 2)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 gives stable numbers)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall time or process CPU time")
+    a = ap.parse_args()
+    set_clock(a.clock)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    repeats = a.repeats or (2 if a.quick else 7)
+    batch_sizes = (8, 32, 128) if a.quick else BATCH_SIZES
+    methods = [s for s in a.methods.split(",") if s]
+    units: dict = {}
+    cases = []
+    for model_name in dict.fromkeys(MODEL_OF[m] for m in methods):
+        table, u = setup(model_name)
+        units.update(u)
+        for meth in methods:
+            if meth in table:
+                call, counts, note = table[meth]
+                cases.append(Case(meth, model_name, call, counts, note))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.clock} clock; {repeats} repeats; "
+          f"bound batch sizes {batch_sizes}", file=sys.stderr)
+    results = measure(cases, units, repeats=repeats, batch_sizes=batch_sizes,
+                      log=lambda s: print(s, file=sys.stderr, flush=True))
+    if not (a.quick or a.no_memory):
+        script = os.path.abspath(__file__)
+        for r in results:
+            r.peak_mb = peak_memory_mb(script, f"{r.model}:{r.method}:{a.threads or 0}")
+    print(markdown_table(results))
+
+
+if __name__ == "__main__":
+    main()
