@@ -7,6 +7,7 @@ of squares, ``vargrad`` = variance (population, as in the paper).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -28,14 +29,19 @@ def _repeat_target(target: Any, times: int) -> Any:
     return target
 
 
-def _repeat_baselines(baselines: Any, n: int, times: int, pick: Tensor | None) -> Any:
-    """Per-example baselines repeated; with ``pick`` (draw_baseline_from_distrib) one sample drawn per row."""
+def _repeat_baselines(baselines: Any, n: int, times: int, pick: Tensor | None, inputs: tuple[Tensor, ...]) -> Any:
+    """Per-example baselines repeated; with ``pick`` (draw_baseline_from_distrib) one sample drawn per row.
+
+    A tensor counts as per-example only if it has its input's number of dims (a baseline shaped like one example
+    has none to repeat, even when its first size happens to equal ``N``)."""
     if isinstance(baselines, (tuple, list)):
-        return tuple(_repeat_baselines(b, n, times, pick) for b in baselines)
+        if len(baselines) != len(inputs):
+            return baselines  # the wrapped method reports the mismatch
+        return tuple(_repeat_baselines(b, n, times, pick, (x,)) for b, x in zip(baselines, inputs))
     if isinstance(baselines, Tensor) and baselines.dim() > 0:
         if pick is not None:
             return baselines.index_select(0, pick.to(baselines.device))
-        if baselines.shape[0] == n and n > 1:
+        if baselines.shape[0] == n and n > 1 and baselines.dim() == inputs[0].dim():
             return baselines.repeat_interleave(times, dim=0)
     return baselines
 
@@ -95,12 +101,15 @@ class NoiseTunnel(Attribution):
             pick = None
             if draw_baseline_from_distrib and isinstance(first, Tensor):
                 pick = torch.randint(0, first.shape[0], (n * s,), generator=gen)
-            kwargs["baselines"] = _repeat_baselines(b, n, s, pick)
+            kwargs["baselines"] = _repeat_baselines(b, n, s, pick, xs)
         fwd = ForwardArgs.make(kwargs.get("additional_forward_args"), kwargs.get("forward_kwargs"), n).repeat(s)
         if kwargs.get("additional_forward_args") is not None:
             kwargs["additional_forward_args"] = fwd.args
         if kwargs.get("forward_kwargs") is not None:
             kwargs["forward_kwargs"] = fwd.kwargs
+        if gen is not None and "generator" in inspect.signature(self.attribution_method.attribute).parameters:
+            # a random wrapped method (GradientShap) continues the same stream: reproducible with seed=/generator=
+            kwargs.setdefault("generator", gen)
         result = self.attribution_method.attribute(restore_form(noisy, was_tuple), **kwargs)
         delta = None
         if kwargs.get("return_convergence_delta"):

@@ -89,12 +89,15 @@ class Evaluator:
         """Gradients of the target scores with respect to each row of ``inputs``, and the scores ``(rows,)``."""
         xs = tuple(x.detach().requires_grad_(True) for x in inputs)
         with torch.enable_grad():
+            # the model gets non-leaf copies, so a model that modifies its input in place (an in-place ReLU first)
+            # works, and the caller's tensors are never written
+            model_in = tuple(x.clone() for x in xs)
             if chunker is not None and chunker.probing:
                 with measure_saved_bytes(self._param_ptrs) as saved:
-                    score = self.target.select(self.run(xs, example_index), example_index)
+                    score = self.target.select(self.run(model_in, example_index), example_index)
                 chunker.record(example_index.shape[0], saved[0])
             else:
-                score = self.target.select(self.run(xs, example_index), example_index)
+                score = self.target.select(self.run(model_in, example_index), example_index)
             if score.requires_grad:
                 grads = torch.autograd.grad(score.sum(), xs, allow_unused=True)
             else:

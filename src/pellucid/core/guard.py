@@ -10,7 +10,8 @@ from torch import nn
 class ModelGuard:
     """Context manager that records and restores a model's state.
 
-    Restores every module's ``training`` flag, every parameter's ``requires_grad``, and removes any hook handle
+    Restores every module's ``training`` flag, every parameter's ``requires_grad``, every buffer's value (e.g.
+    BatchNorm statistics updated by a model left in training mode), and removes any hook handle
     registered through :meth:`add_handle`. By default the parameters are frozen (``requires_grad=False``) inside
     the block: attribution differentiates with respect to inputs or activations only, and frozen parameters spare
     autograd the memory of weight-gradient buffers. Parameters are never written, so their values need no copy.
@@ -26,6 +27,9 @@ class ModelGuard:
         self._modes = [(m, m.training) for m in modules]
         params = list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
         self._grads = [(p, p.requires_grad) for p in params]
+        # buffers change when a module runs in training mode (BatchNorm running statistics): keep a copy
+        buffers = list(self.model.buffers()) if isinstance(self.model, nn.Module) else []
+        self._buffers = [(b, b.detach().clone()) for b in buffers]
         if self.freeze:
             for p in params:
                 p.requires_grad_(False)
@@ -42,6 +46,11 @@ class ModelGuard:
             p.requires_grad_(flag)
         for m, mode in self._modes:
             m.training = mode
+        with torch.no_grad():
+            for b, saved in self._buffers:  # kernels such as batch_norm update in place without a version bump
+                if not torch.equal(b, saved):
+                    b.copy_(saved)
+        self._buffers = []
 
 
 def model_device(model: Any, default: torch.device | None = None) -> torch.device | None:

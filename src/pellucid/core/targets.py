@@ -58,7 +58,7 @@ class Target:
                 raise ValueError(f"target list has {len(target)} entries but there are {n} examples; give one per example")
             rows = []
             for i, t in enumerate(target):
-                if isinstance(t, Tensor) and t.numel() == 1:
+                if isinstance(t, Tensor) and t.numel() == 1 and not (t.is_floating_point() or t.dtype == torch.bool):
                     t = int(t.item())
                 if isinstance(t, int) and not isinstance(t, bool):
                     rows.append([t])
