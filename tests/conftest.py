@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# the suite's models are tiny: one thread avoids two threads contending for CI's 2 cores
+torch.set_num_threads(1)
+
 
 class LinearModel(nn.Module):
     """F(x) = x @ W.T + b; closed forms: IG = DeepLift = (x - x') * w_t, Saliency = |w_t|."""
