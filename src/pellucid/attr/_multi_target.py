@@ -22,7 +22,9 @@ PER_EXAMPLE_ARGS = ("baselines", "feature_mask", "layer_baselines", "layer_mask"
 
 
 def _is_multi_target(target: Any) -> bool:
-    return isinstance(target, Tensor) and target.dim() == 2 and not target.dtype.is_floating_point
+    return (
+        isinstance(target, Tensor) and target.dim() == 2 and target.numel() > 1 and not target.dtype.is_floating_point
+    )
 
 
 def _repeat_rows(value: Any, n: int, k: int) -> Any:

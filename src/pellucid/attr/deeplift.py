@@ -79,14 +79,23 @@ class _References:
     """Inputs of nonlinearity calls recorded on the baselines, consumed in the same order on the inputs."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[Callable, Tensor, int]] = []
+        self.calls: list[tuple[Callable, Tensor, int, Any]] = []
         self.pos = 0
+        self.output: tuple[Tensor, Tensor | None] | None = None  # recorded (output, pool indices) of the last next()
 
     def record(self, func: Callable, args: tuple, kwargs: Mapping) -> Any:
         x = args[0]
         inplace = is_inplace_call(func, args, kwargs, ELEMENTWISE.get(func))
-        self.calls.append((func, x.detach().clone() if inplace else x.detach(), x._version if not inplace else -1))
-        return func(*args, **kwargs)
+        saved, version = (x.detach().clone(), -1) if inplace else (x.detach(), x._version)
+        # the outputs are kept too (pools with their winners), so the input pass need not recompute them
+        if func in POOLS:
+            y, idx, _, wants = _pool_with_indices(func, args, kwargs)
+            self.calls.append((func, saved, version, (y, idx, y._version)))
+            return (y, idx) if wants else y
+        out = func(*args, **kwargs)
+        kept = (out, None, out._version) if isinstance(out, Tensor) and not inplace else None
+        self.calls.append((func, saved, version, kept))
+        return out
 
     def next(self, func: Callable, x: Tensor) -> Tensor:
         name = getattr(func, "__name__", str(func))
@@ -95,8 +104,10 @@ class _References:
                 f"DeepLift: the forward on the inputs called {name} more often than the forward on the baselines; "
                 "the model's sequence of nonlinearities depends on the data, so inputs and baselines cannot be paired"
             )
-        f0, x0, version = self.calls[self.pos]
+        f0, x0, version, kept = self.calls[self.pos]
         self.pos += 1
+        # usable unless the model changed the recorded output in place after the call
+        self.output = kept[:2] if kept is not None and kept[0]._version == kept[2] else None
         if f0 is not func or x0.shape != x.shape:
             raise RuntimeError(
                 f"DeepLift: nonlinearity call {self.pos} is {name}{tuple(x.shape)} on the inputs but "
@@ -130,17 +141,32 @@ def rescale_rule(refs: _References, eps: float) -> Callable:
         def compute(t: Tensor) -> Tensor:
             return out_of_place(func, args, kwargs, t, pos)
 
+        y0 = refs.output[0] if refs.output is not None else None
         with torch.no_grad():
-            y, y0 = compute(x.detach()), compute(x0)
+            y = compute(x.detach())
+            if y0 is None:
+                y0 = compute(x0)
             dx = x.detach() - x0
-            small = dx.abs() < eps
-            m = (y - y0) / torch.where(small, torch.ones_like(dx), dx)
-        if bool(small.any()):
-            m = torch.where(small, _elementwise_derivative(compute, x), m)
+            small = _small_mask(dx, eps)
+            m = (y - y0).div_(dx + small)
+        if bool(small.sum() > 0):
+            m = _select(m, _elementwise_derivative(compute, x), small)
         out = override_grad(x, y, lambda g: g * m)
         return write_back(func, args, kwargs, out, pos)
 
     return rule
+
+
+def _small_mask(dx: Tensor, eps: float) -> Tensor:
+    """``1.0`` where ``|dx| < eps``, else ``0.0`` (float arithmetic: bool masks and ``torch.where`` are several
+    times slower on CPU). Used as ``dx + mask`` (a safe divisor) and in :func:`_select`."""
+    return dx.abs().neg_().add_(eps).clamp_(min=0).sign_()
+
+
+def _select(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
+    """``b`` where ``mask`` is 1, else ``a`` (exact for finite values; faster on CPU than ``torch.where`` with a
+    bool mask or ``torch.lerp``). Overwrites ``a``."""
+    return a.mul_(1 - mask).add_(b * mask)
 
 
 def _pool_with_indices(func: Callable, args: tuple, kwargs: Mapping) -> tuple[Tensor, Tensor, int, bool]:
@@ -161,16 +187,20 @@ def _winner_backward(x: Tensor, x0: Tensor, y: Tensor, y0: Tensor, ix: Tensor, i
     cross = torch.maximum(y, y0) if use_max else torch.minimum(y, y0)
     part_x, part_0 = cross - y0, y - cross
     dx = (x - x0).detach()
-    small = dx.abs() < eps
-    safe = torch.where(small, torch.ones_like(dx), dx)
+    small = _small_mask(dx, eps)
+    any_small = bool(small.sum() > 0)
+    safe = dx + small if any_small else dx
     xf_shape = flat(x).shape
 
     def backward(g: Tensor) -> Tensor:
         gf, ixf, i0f = flat(g), flat(ix), flat(i0)
-        zeros = torch.zeros(xf_shape, dtype=g.dtype, device=g.device)
-        num = zeros.scatter_add(dim, ixf, gf * flat(part_x)).scatter_add(dim, i0f, gf * flat(part_0))
-        plain = zeros.scatter_add(dim, ixf, gf)
-        return torch.where(small, plain.reshape(x.shape), num.reshape(x.shape) / safe)
+        num = torch.zeros(xf_shape, dtype=g.dtype, device=g.device)
+        num.scatter_add_(dim, ixf, gf * flat(part_x)).scatter_add_(dim, i0f, gf * flat(part_0))
+        out = num.reshape(x.shape).div_(safe)
+        if not any_small:
+            return out
+        plain = torch.zeros(xf_shape, dtype=g.dtype, device=g.device).scatter_add_(dim, ixf, gf)
+        return _select(out, plain.reshape(x.shape), small)
 
     return backward
 
@@ -179,9 +209,13 @@ def maxpool_rule(refs: _References, eps: float) -> Callable:
     def rule(func: Callable, args: tuple, kwargs: dict) -> Any:
         x = args[0]
         x0 = refs.next(func, x)
+        recorded = refs.output
         with torch.no_grad():
             y, ix, dims, wants = _pool_with_indices(func, (x.detach(),) + tuple(args[1:]), kwargs)
-            y0, i0, _, _ = _pool_with_indices(func, (x0,) + tuple(args[1:]), kwargs)
+            if recorded is not None:
+                y0, i0 = recorded
+            else:
+                y0, i0, _, _ = _pool_with_indices(func, (x0,) + tuple(args[1:]), kwargs)
         lead = x.dim() - dims
 
         def flat(t: Tensor) -> Tensor:
@@ -263,7 +297,8 @@ def deeplift_multipliers(
     def context(xs: tuple[Tensor, ...], ex: Tensor):
         refs = _References()
         with torch.no_grad(), recording(refs):
-            state["f_b"] = call.ev.target.select(call.ev.run(state["bs"], ex), ex)
+            # the model gets copies: it may write its input in place, and the baseline rows are needed afterwards
+            state["f_b"] = call.ev.target.select(call.ev.run(tuple(b.clone() for b in state["bs"]), ex), ex)
         with rescaling(refs, eps):
             yield
 
@@ -287,7 +322,7 @@ class DeepLift(Attribution):
     """DeepLIFT, rescale rule. See the module docstring for the rules and what they cover.
 
     Args:
-        forward_func: the model.
+        model: the model.
         multiply_by_inputs: multiply the multipliers by ``(x - x')`` (default; "local" attribution) or return
             the multipliers ("global").
         eps: below this ``|x - x0|`` a nonlinearity uses its gradient instead of the difference quotient.
@@ -297,8 +332,9 @@ class DeepLift(Attribution):
     ``custom_attribution_func(multipliers, inputs, baselines) -> attributions`` (tuples) replaces the product.
     """
 
-    def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True, eps: float = 1e-10):
-        super().__init__(forward_func)
+    def __init__(self, model: Callable, multiply_by_inputs: bool = True, eps: float = 1e-10):
+        super().__init__(model)  # Captum names this parameter `model` for DeepLift and DeepLiftShap
+        self.model = model
         self._multiply_by_inputs = multiply_by_inputs
         self.eps = check_nonnegative(eps, "eps")
 

@@ -99,7 +99,16 @@ def format_baselines(
 def format_distribution(baselines: Any, inputs: tuple[Tensor, ...], name: str = "baselines") -> tuple[Tensor, ...]:
     """Baselines given as a distribution (a tensor of samples ``(S, ...)`` per input, or a callable returning one)."""
     if callable(baselines) and not isinstance(baselines, Tensor):
-        baselines = baselines(*inputs) if len(inputs) > 1 else baselines(inputs[0])
+        import inspect
+
+        try:
+            takes_inputs = len(inspect.signature(baselines).parameters) > 0
+        except (TypeError, ValueError):
+            takes_inputs = True
+        if not takes_inputs:
+            baselines = baselines()  # Captum also accepts a zero-argument callable
+        else:
+            baselines = baselines(*inputs) if len(inputs) > 1 else baselines(inputs[0])
     if baselines is None:
         baselines = tuple(torch.zeros((1,) + t.shape[1:], dtype=t.dtype, device=t.device) for t in inputs)
     items = tuple(baselines) if isinstance(baselines, (tuple, list)) else (baselines,)

@@ -43,7 +43,8 @@ class Target:
             if target.dtype.is_floating_point or target.dtype == torch.bool:
                 raise TypeError(f"a target tensor must hold integer indices; received dtype {target.dtype}")
             t = target.detach().cpu().long()
-            if t.dim() == 0:
+            if t.numel() == 1:
+                # any one-element tensor is one target for every example (as in Captum)
                 self.index = t.reshape(1, 1).expand(n, 1).clone()
             elif t.dim() == 1:
                 if t.shape[0] != n:
