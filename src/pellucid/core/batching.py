@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import weakref
 from contextlib import contextmanager
 from typing import Iterator
@@ -24,6 +25,7 @@ from torch import Tensor
 
 DEFAULT_MAX_ROWS = 64
 PROBE_ROWS = 8
+TAIL_SLACK = 0.25  # chunks may be this much larger than DEFAULT_MAX_ROWS to avoid a short last chunk
 _GIB = 1024**3
 
 _state = {"budget": None}
@@ -48,10 +50,23 @@ def parse_bytes(value: int | float | str, name: str = "budget") -> int:
     raise ValueError(f"{name} must be a positive number of bytes or a string such as '512MB' or '2GiB'; received {value!r}")
 
 
+_AVAILABLE_TTL = 1.0  # seconds a reading of free host memory is reused (reading /proc/meminfo costs ~0.1 ms)
+_available_cache: dict[str, float] = {"at": -1e9, "bytes": 0.0}
+
+
 def _available_bytes(device: torch.device | None = None) -> int:
     if device is not None and device.type == "cuda" and torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
+    now = time.monotonic()
+    if now - _available_cache["at"] < _AVAILABLE_TTL:
+        return int(_available_cache["bytes"])
+    found = _host_available_bytes()
+    _available_cache.update(at=now, bytes=found)
+    return found
+
+
+def _host_available_bytes() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -151,12 +166,21 @@ class Chunker:
             except TypeError:
                 pass
 
-    def size(self) -> int:
+    def size(self, remaining: int | None = None) -> int:
+        """Rows for the next chunk. With ``remaining`` (rows left) and no ``batch_size``, the remaining rows are
+        split into equal chunks of up to ``TAIL_SLACK`` more than the usual size where the budget allows: a short
+        last chunk costs more per row than slightly larger equal ones (e.g. 80 rows: one chunk, not 64 + 16)."""
         if self.batch_size is not None:
             return self.batch_size
         if self.row_bytes is None:
             return PROBE_ROWS
-        return int(max(1, min(DEFAULT_MAX_ROWS, self.budget // self.row_bytes)))
+        fit = max(1, self.budget // self.row_bytes)
+        size = int(min(DEFAULT_MAX_ROWS, fit))
+        if remaining is None or remaining <= size:
+            return size
+        largest = int(min(fit, size + int(size * TAIL_SLACK)))
+        chunks = -(-remaining // largest)
+        return -(-remaining // chunks)
 
     def __iter__(self) -> Iterator[Tensor]:
         bar = None
@@ -167,7 +191,7 @@ class Chunker:
         start = 0
         try:
             while start < self.n_rows:
-                stop = min(self.n_rows, start + self.size())
+                stop = min(self.n_rows, start + self.size(self.n_rows - start))
                 yield torch.arange(start, stop)
                 if bar is not None:
                     bar.update(stop - start)
