@@ -29,3 +29,13 @@ def test_zero_argument_callable_baselines(cnn):
     torch.testing.assert_close(a, b)
     c = GradientShap(cnn).attribute(x, baselines=lambda inp: dist, target=0, seed=1)
     torch.testing.assert_close(c, b)
+
+
+def test_deeplift_softmax_fallback_uses_the_diagonal_derivative():
+    """Where input and baseline coincide the rescale multiplier falls back to dy_i/dx_i = p_i (1 - p_i)."""
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(-1)).eval()
+    x = torch.randn(2, 4)
+    mult = DeepLift(m, multiply_by_inputs=False).attribute(x, baselines=x.clone(), target=1)
+    with torch.no_grad():
+        p = m(x)[:, 1:2]
+    torch.testing.assert_close(mult, m[0].weight[1].detach() * p * (1 - p))

@@ -126,7 +126,18 @@ class _References:
             )
 
 
-def _elementwise_derivative(compute: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+SOFTMAX = {F.softmax, torch.softmax, T.softmax}
+LOG_SOFTMAX = {F.log_softmax, torch.log_softmax, T.log_softmax}
+
+
+def _elementwise_derivative(compute: Callable[[Tensor], Tensor], x: Tensor, func: Callable | None = None) -> Tensor:
+    """``dy_i/dx_i`` of the map treated elementwise: autograd for elementwise functions; the Jacobian's diagonal
+    for softmax (``y(1 - y)``) and log-softmax (``1 - softmax``), whose column sums autograd would give instead."""
+    if func in SOFTMAX or func in LOG_SOFTMAX:
+        with torch.no_grad():
+            y = compute(x.detach())
+            p = y if func in SOFTMAX else y.exp()
+            return p * (1 - p) if func in SOFTMAX else 1 - p
     with torch.enable_grad():
         t = x.detach().requires_grad_(True)
         (d,) = torch.autograd.grad(compute(t).sum(), t)
@@ -150,7 +161,7 @@ def rescale_rule(refs: _References, eps: float) -> Callable:
             small = _small_mask(dx, eps)
             m = (y - y0).div_(dx + small)
         if bool(small.sum() > 0):
-            m = _select(m, _elementwise_derivative(compute, x), small)
+            m = _select(m, _elementwise_derivative(compute, x, func), small)
         out = override_grad(x, y, lambda g: g * m)
         return write_back(func, args, kwargs, out, pos)
 
