@@ -12,3 +12,47 @@ __all__ = [
     "Attribution", "Deconvolution", "DeepLift", "DeepLiftShap", "GradientShap", "GuidedBackprop",
     "InputXGradient", "IntegratedGradients", "NoiseTunnel", "Saliency", "SplitDetails", "SplitIntegratedGradients",
 ]
+
+# perturbation methods (issue 3)
+from .feature_ablation import FeatureAblation
+from .feature_permutation import FeaturePermutation
+from .kernel_shap import KernelShap
+from .lime import Lime
+from .occlusion import Occlusion
+from .shapley import ShapleyValueSampling, ShapleyValues
+from .surrogate import Lasso, LinearRegression, Ridge
+
+__all__ += [
+    "FeatureAblation", "FeaturePermutation", "KernelShap", "Lasso", "Lime", "LinearRegression", "Occlusion",
+    "Ridge", "ShapleyValueSampling", "ShapleyValues",
+]
+
+# CAM family and LRP (issue 4)
+from .cam import AblationCAM, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM, token_grid
+from .lrp import LRP, Composite, LayerLRP
+
+__all__ += [
+    "AblationCAM", "Composite", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LRP", "LayerCAM", "LayerLRP",
+    "ScoreCAM", "XGradCAM", "token_grid",
+]
+
+# layer and neuron methods (issue 4): compositions of the methods above
+from .conductance import InternalInfluence, LayerConductance
+from .grad_cam import GuidedGradCam, LayerGradCam
+from .layer import (
+    LayerActivation, LayerAttribution, LayerDeepLift, LayerDeepLiftShap, LayerGradientShap, LayerGradientXActivation,
+    LayerIntegratedGradients,
+)
+from .layer_perturbation import LayerFeatureAblation, LayerFeaturePermutation
+from .neuron import (
+    NeuronConductance, NeuronDeconvolution, NeuronDeepLift, NeuronDeepLiftShap, NeuronFeatureAblation, NeuronGradient,
+    NeuronGradientShap, NeuronGuidedBackprop, NeuronIntegratedGradients,
+)
+
+__all__ += [
+    "GuidedGradCam", "InternalInfluence", "LayerActivation", "LayerAttribution", "LayerConductance", "LayerDeepLift",
+    "LayerDeepLiftShap", "LayerFeatureAblation", "LayerFeaturePermutation", "LayerGradCam", "LayerGradientShap",
+    "LayerGradientXActivation", "LayerIntegratedGradients", "NeuronConductance", "NeuronDeconvolution",
+    "NeuronDeepLift", "NeuronDeepLiftShap", "NeuronFeatureAblation", "NeuronGradient", "NeuronGradientShap",
+    "NeuronGuidedBackprop", "NeuronIntegratedGradients",
+]
