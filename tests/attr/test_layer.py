@@ -434,3 +434,134 @@ def test_in_place_ops_after_the_layer():
     assert delta.abs().max() < 1e-2 * (model(x)[:, 0] - model(torch.zeros(1, 3, 6, 6))[:, 0]).abs().max()
     cond, cdelta = LayerConductance(model, model.conv1).attribute(x, target=0, n_steps=8, return_convergence_delta=True)
     assert cond.shape == (2, 4, 6, 6) and torch.isfinite(cdelta).all()
+
+
+class SkipNet(nn.Module):
+    """F(x) = w . relu(l2(relu(l1 x)) + x) + c: the input also reaches the output around ``l2``."""
+
+    def __init__(self, d=5):
+        super().__init__()
+        self.l1, self.l2, self.o = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, 2)
+
+    def forward(self, x):
+        return self.o(torch.relu(self.l2(torch.relu(self.l1(x))) + x))
+
+
+@pytest.fixture
+def skipnet():
+    torch.manual_seed(0)
+    return SkipNet().double().eval()
+
+
+def test_layer_deeplift_takes_references_from_the_baselines_forward_on_the_bypass_too(skipnet):
+    """DeepLIFT's reference is a full forward pass on the baseline: after ``l2`` the ReLU sees z = y + x against
+    z0 = y0 + b (not y0 + x), so the attribution of y is w * (relu(z) - relu(z0)) / (z - z0) * (y - y0)."""
+    torch.manual_seed(1)
+    x, b = torch.randn(4, 5, dtype=torch.float64), 0.3 * torch.randn(4, 5, dtype=torch.float64)
+    m = skipnet
+    with torch.no_grad():
+        y, y0 = m.l2(torch.relu(m.l1(x))), m.l2(torch.relu(m.l1(b)))
+        z, z0 = y + x, y0 + b
+        want = m.o.weight[1] * (torch.relu(z) - torch.relu(z0)) / (z - z0) * (y - y0)
+        f_x, f_b = m(x)[:, 1], m(b)[:, 1]
+        wrong = m.o.weight[1] * (torch.relu(z) - torch.relu(y0 + x)) / (y - y0) * (y - y0)
+    attr, delta = LayerDeepLift(m, m.l2).attribute(x, b, target=1, return_convergence_delta=True)
+    torch.testing.assert_close(attr, want)
+    torch.testing.assert_close(delta, attr.sum(1) - (f_x - f_b))
+    assert (want - wrong).abs().max() > 1e-3  # the bypass matters in this case
+    # DeepLIFT-SHAP with one sample is DeepLIFT; with two it is the mean of the two
+    one = LayerDeepLiftShap(m, m.l2).attribute(x, b[:1], target=1)
+    torch.testing.assert_close(one, LayerDeepLift(m, m.l2).attribute(x, b[:1], target=1))
+    two, d2 = LayerDeepLiftShap(m, m.l2).attribute(x, b[:2], target=1, return_convergence_delta=True)
+    each = [LayerDeepLift(m, m.l2).attribute(x, b[i:i + 1], target=1) for i in range(2)]
+    torch.testing.assert_close(two, (each[0] + each[1]) / 2)
+    torch.testing.assert_close(d2, two.sum(1) - (f_x - m(b[:2])[:, 1].mean().detach()))
+    # custom attribution functions see the layer's tensors only
+    got = LayerDeepLift(m, m.l2).attribute(x, b, target=1, custom_attribution_func=lambda mu, i, r: (mu[0] * 2,))
+    torch.testing.assert_close(got, 2 * LayerDeepLift(m, m.l2, multiply_by_inputs=False).attribute(x, b, target=1))
+
+
+class LinearSkip(nn.Module):
+    """F(x) = v . (A x) + u . x: linear, with a path around the layer ``A``."""
+
+    def __init__(self, d=4):
+        super().__init__()
+        self.a = nn.Linear(d, d, bias=False)
+        self.v, self.u = nn.Linear(d, 1, bias=False), nn.Linear(d, 1, bias=False)
+
+    def forward(self, x, scale=1.0):
+        return self.v(self.a(x)) * scale + self.u(x)
+
+
+def test_layer_ig_delta_is_completeness_with_respect_to_the_model_inputs():
+    """Captum's definition: delta = sum(attr) - (F(x) - F(x')) with all inputs at the baseline. On
+    F = v.(A x) + u.x the layer attribution is v * A(x - x') exactly, so delta = -u.(x - x')."""
+    torch.manual_seed(2)
+    m = LinearSkip().double()
+    x, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    attr, delta = LayerIntegratedGradients(m, m.a).attribute(x, b, target=0, n_steps=3, return_convergence_delta=True,
+                                                              additional_forward_args=(2.0,))
+    with torch.no_grad():
+        v, u, a = m.v.weight[0], m.u.weight[0], m.a.weight
+        torch.testing.assert_close(attr, 2.0 * v * ((x - b) @ a.T))
+        torch.testing.assert_close(delta, -((x - b) @ u))
+    assert delta.abs().min() > 1e-3
+
+
+@pytest.mark.parametrize("make,kwargs", [
+    (lambda m: LayerIntegratedGradients(m, m.act), dict(n_steps=4)),
+    (lambda m: LayerConductance(m, m.act), dict(n_steps=4)),
+    (lambda m: InternalInfluence(m, m.act), dict(n_steps=4)),
+    (lambda m: LayerDeepLift(m, m.act), {}),
+    (lambda m: LayerGradCam(m, m.act), {}),
+    (lambda m: LayerGradientXActivation(m, m.act), {}),
+])
+def test_grad_kwargs_accepted_and_checked(tanh_head, make, kwargs):
+    x = torch.randn(3, 6)
+    method = make(tanh_head)
+    plain = method.attribute(x, target=1, **kwargs)
+    torch.testing.assert_close(method.attribute(x, target=1, grad_kwargs={"retain_graph": True}, **kwargs), plain)
+    with pytest.raises(ValueError, match="grad_kwargs"):
+        method.attribute(x, target=1, grad_kwargs={"create_graph": True}, **kwargs)
+    with pytest.raises(ValueError, match="grad_kwargs"):
+        method.attribute(x, target=1, grad_kwargs={"bogus": 1}, **kwargs)
+    with pytest.raises(TypeError, match="grad_kwargs"):
+        method.attribute(x, target=1, grad_kwargs=[("retain_graph", True)], **kwargs)
+
+
+def test_gradient_x_activation_memory_efficient(tanh_head):
+    x = torch.randn(5, 6)
+    plain = LayerGradientXActivation(tanh_head, tanh_head.act).attribute(x, target=0)
+    eff = LayerGradientXActivation(tanh_head, tanh_head.act, memory_efficient=True).attribute(x, target=0, batch_size=2)
+    assert eff.device.type == "cpu"
+    torch.testing.assert_close(eff, plain)
+
+
+class MaskedBag(nn.Module):
+    """Token ids -> embeddings summed over non-padding tokens (the ids also reach the output through the mask) ->
+    ReLU -> linear."""
+
+    def __init__(self, vocab=10, dim=3):
+        super().__init__()
+        self.emb, self.out = nn.Embedding(vocab, dim), nn.Linear(dim, 2)
+
+    def forward(self, ids):
+        mask = (ids != 0).to(self.emb.weight.dtype)
+        return self.out(torch.relu((self.emb(ids) * mask[..., None]).sum(1)))
+
+
+def test_layer_deeplift_on_embeddings_uses_the_baseline_ids_on_the_bypass():
+    """Baseline ids 0 mask every token, so the reference sum is h0 = 0 and the attribution of token t's embedding
+    is w * relu(h)/h * mask_t * (e_t - e_0) (DeepLIFT's reference from a forward pass on the baseline ids)."""
+    torch.manual_seed(4)
+    m = MaskedBag().double()
+    ids = torch.tensor([[1, 4, 0, 7], [3, 3, 9, 0]])
+    attr, delta = LayerDeepLift(m, m.emb).attribute(ids, 0, target=1, return_convergence_delta=True)
+    with torch.no_grad():
+        e, e0, mask = m.emb(ids), m.emb.weight[0], (ids != 0).double()
+        h = (e * mask[..., None]).sum(1)
+        mult = m.out.weight[1] * torch.relu(h) / h
+        want = mult[:, None, :] * mask[..., None] * (e - e0)
+        f = m(ids)[:, 1] - m(torch.zeros_like(ids))[:, 1]
+    torch.testing.assert_close(attr, want)
+    torch.testing.assert_close(delta, attr.sum((1, 2)) - f)

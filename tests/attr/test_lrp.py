@@ -42,7 +42,7 @@ def test_epsilon_conserves_relevance_without_bias(make, shape):
     rel, delta = LRP(model, epsilon_composite(1e-9)).attribute(x, target=target, return_convergence_delta=True)
     f = scores(model, x, target)
     assert torch.allclose(rel.flatten(1).sum(1), f, atol=1e-7)
-    assert torch.allclose(delta, rel.flatten(1).sum(1) - f)
+    assert torch.allclose(delta, f - rel.flatten(1).sum(1))  # Captum's sign: output minus relevance
     assert delta.abs().max() < 1e-7
 
 
@@ -58,7 +58,7 @@ def test_epsilon_with_bias_absorbs_the_bias_share():
     h = z.clamp(min=0)
     r_hidden = h * w2[target]  # relevance of the hidden units (the output's R = f, over z = f)
     absorbed = b2[target] + (r_hidden * torch.where(z > 0, b1 / z, torch.zeros_like(z))).sum(1)
-    assert torch.allclose(delta, -absorbed, atol=1e-9)
+    assert torch.allclose(delta, absorbed, atol=1e-9)  # f(x) - sum(R): what the biases absorbed
     assert absorbed.abs().min() > 1e-3  # the case is not vacuous
 
 

@@ -161,3 +161,53 @@ def test_clear_errors(cnn):
     with pytest.raises(ValueError, match="not a submodule"):
         NeuronDeepLift(cnn, nn.ReLU())
     assert_same_state(before, model_state(cnn))
+
+
+class QuadSkip(nn.Module):
+    """F(x) = sum_k w_k (y_k + x_k)^2 / 2 with y = A x: the input also reaches the output around the layer A."""
+
+    def __init__(self, d=4):
+        super().__init__()
+        self.lin = nn.Linear(d, d, bias=False)
+        self.w = nn.Parameter(torch.randn(d))
+
+    def forward(self, x):
+        return (self.w * (self.lin(x) + x) ** 2 / 2).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_neuron_conductance_counts_only_the_flow_through_the_layer(method):
+    """Conductance of neuron j to input i = (x_i - x'_i) integral dF/dy_j dy_j/dx_i dt. Along the path
+    y_j + x_j = p_j + t q_j (p = (A + I) x', q = (A + I)(x - x')), so the integral is A_ji w_j (p_j + q_j / 2):
+    exact for both rules (the integrand is linear in t). The path around the layer (the identity) is excluded."""
+    torch.manual_seed(6)
+    m = QuadSkip().double()
+    x, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        a, w = m.lin.weight, m.w
+        p, q = b @ (a + torch.eye(4)).T, (x - b) @ (a + torch.eye(4)).T
+        per_neuron = [(x - b) * a[j] * (w[j] * (p[:, j] + q[:, j] / 2))[:, None] for j in range(4)]
+    for j in range(4):
+        got = NeuronConductance(m, m.lin).attribute(x, j, b, target=0, n_steps=5, method=method)
+        torch.testing.assert_close(got, per_neuron[j])
+    # a slice selects several neurons: the sum of their conductances
+    got = NeuronConductance(m, m.lin).attribute(x, (slice(1, 3),), b, target=0, n_steps=5, method=method)
+    torch.testing.assert_close(got, per_neuron[1] + per_neuron[2])
+    # without multiply_by_inputs: the path-integrated gradient through the layer
+    got = NeuronConductance(m, m.lin, multiply_by_inputs=False).attribute(x, 2, b, target=0, n_steps=5, method=method)
+    torch.testing.assert_close(got * (x - b), per_neuron[2])
+
+
+def test_neuron_guided_backprop_and_deconvolution_take_model_keyword(ident):
+    x = torch.randn(2, 2, 5, 5)
+    for cls in (NeuronGuidedBackprop, NeuronDeconvolution):
+        torch.testing.assert_close(cls(model=ident, layer=ident.inp).attribute(x, PIXEL), onehot(x))
+
+
+def test_neuron_conductance_grad_kwargs(ident):
+    x = torch.randn(2, 2, 5, 5)
+    nc = NeuronConductance(ident, ident.conv)
+    plain = nc.attribute(x, (1, 2, 2), target=0, n_steps=3)
+    torch.testing.assert_close(nc.attribute(x, (1, 2, 2), target=0, n_steps=3, grad_kwargs={"allow_unused": True}), plain)
+    with pytest.raises(ValueError, match="grad_kwargs"):
+        nc.attribute(x, (1, 2, 2), target=0, n_steps=3, grad_kwargs={"create_graph": True})

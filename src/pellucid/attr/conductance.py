@@ -13,6 +13,9 @@ layer (one forward and a backward through the layers after the tap per path poin
   conductances sum to ``F(x) - F(x')`` up to the rule's O(h^2) error, and exactly when the layers after the tap
   are linear (Captum's rule uses the left gradients only, first order, and misses the ends for Gauss-Legendre
   points). The two end points also give ``F(x)`` and ``F(x')``, so the convergence delta costs nothing extra.
+
+``grad_kwargs`` (Captum's keywords for ``torch.autograd.grad``) is accepted; see
+:func:`pellucid.attr.layer.check_grad_kwargs`.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, require
 from ..core.paths import path_points
 from ..core.targets import TargetType
 from .integrated_gradients import path_builder
-from .layer import LayerAttribution
+from .layer import LayerAttribution, check_grad_kwargs
 
 
 def conductance_grid(n_steps: int, method: str) -> Tensor:
@@ -48,11 +51,13 @@ class InternalInfluence(LayerAttribution):
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
         attribute_to_layer_input: bool = False,
+        grad_kwargs: Mapping[str, Any] | None = None,
         *,
         forward_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> Any:
+        check_grad_kwargs(grad_kwargs)
         call, space = self.setup(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                                  attribute_to_layer_input, internal_batch_size=internal_batch_size)
         require_float(call.inputs, type(self).__name__)
@@ -93,11 +98,13 @@ class LayerConductance(LayerAttribution):
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
+        grad_kwargs: Mapping[str, Any] | None = None,
         *,
         forward_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> Any:
+        check_grad_kwargs(grad_kwargs)
         call, space = self.setup(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                                  attribute_to_layer_input, internal_batch_size=internal_batch_size)
         require_float(call.inputs, type(self).__name__)

@@ -16,7 +16,7 @@ from ..core.inputs import TensorOrTuple, format_inputs, restore_form
 from ..core.layers import LayerType
 from ..core.targets import TargetType
 from .guided_backprop import GuidedBackprop
-from .layer import LayerAttribution, interpolate, layer_gradients
+from .layer import LayerAttribution, check_grad_kwargs, interpolate, layer_gradients
 
 
 def grad_cam(acts: Tensor, grads: Tensor, relu: bool = True, sum_channels: bool = True) -> Tensor:
@@ -31,7 +31,8 @@ def grad_cam(acts: Tensor, grads: Tensor, relu: bool = True, sum_channels: bool 
 class LayerGradCam(LayerAttribution):
     """Grad-CAM at ``layer``. ``attribute`` returns ``(N, 1, *spatial)`` per layer tensor (``(N, K, *spatial)``
     with ``attr_dim_summation=False``); ``relu_attributions`` applies the final ReLU (Captum's keywords).
-    Upsample with ``LayerGradCam.interpolate(attr, input.shape[2:])``."""
+    Upsample with ``LayerGradCam.interpolate(attr, input.shape[2:])``. ``grad_kwargs`` (Captum's keywords for
+    ``torch.autograd.grad``) is accepted; see :func:`pellucid.attr.layer.check_grad_kwargs`."""
 
     def attribute(
         self,
@@ -41,11 +42,13 @@ class LayerGradCam(LayerAttribution):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = False,
         attr_dim_summation: bool = True,
+        grad_kwargs: Mapping[str, Any] | None = None,
         *,
         forward_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> Any:
+        check_grad_kwargs(grad_kwargs)
         call, space = self.setup(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                                  attribute_to_layer_input)
         with call.guard, space:

@@ -25,7 +25,7 @@ from ..core.targets import TargetType
 from ._base import Attribution, Call
 from .deeplift import DeepLift
 from .gradient_shap import GradientShap, gaussian_like, noise_stdevs
-from .integrated_gradients import IntegratedGradients
+from .integrated_gradients import IntegratedGradients, endpoint_delta
 
 
 def interpolate(layer_attribution: Tensor, interpolate_dims: int | tuple[int, ...], interpolate_mode: str = "nearest") -> Tensor:
@@ -73,6 +73,26 @@ class LayerAttribution(Attribution):
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                             needs_grad=False, **captum_batch_names)
         return call, self.space(attribute_to_layer_input)
+
+
+_AUTOGRAD_KEYS = ("retain_graph", "create_graph", "allow_unused", "materialize_grads", "only_inputs", "is_grads_batched")
+
+
+def check_grad_kwargs(grad_kwargs: Mapping[str, Any] | None) -> None:
+    """Captum's ``grad_kwargs`` (keywords of ``torch.autograd.grad``). Accepted for compatibility; they change
+    nothing here: the engine keeps the graph as long as it needs (``retain_graph``), treats unused tensors as zero
+    gradients (``allow_unused``/``materialize_grads``) and returns detached results. ``create_graph=True`` and
+    ``is_grads_batched=True`` would change the result's meaning and are rejected."""
+    if grad_kwargs is None:
+        return
+    if not isinstance(grad_kwargs, Mapping):
+        raise TypeError(f"grad_kwargs must be a dict of torch.autograd.grad keywords or None; received {type(grad_kwargs).__name__}")
+    unknown = [k for k in grad_kwargs if k not in _AUTOGRAD_KEYS]
+    if unknown:
+        raise ValueError(f"grad_kwargs: unknown torch.autograd.grad keyword(s) {unknown}; expected some of {list(_AUTOGRAD_KEYS)}")
+    for k in ("create_graph", "is_grads_batched"):
+        if grad_kwargs.get(k):
+            raise ValueError(f"grad_kwargs: {k}=True is not supported (attributions are returned detached); received {dict(grad_kwargs)}")
 
 
 def layer_pair(space: LayerSpace, call: Call, baselines: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
@@ -138,12 +158,15 @@ class LayerActivation(LayerAttribution):
 class LayerGradientXActivation(LayerAttribution):
     """``a * dF/da`` at the layer (input x gradient in activation space; Shrikumar et al., 2016,
     arXiv:1605.01713); ``multiply_by_inputs=False`` gives the layer gradient. One forward and a backward through
-    the layers after the tap per example."""
+    the layers after the tap per example. ``memory_efficient=True`` (Captum's option) moves each chunk's result to
+    the CPU as soon as it is computed (the result is then on the CPU); the engine's chunking already bounds the
+    accelerator memory either way."""
 
     def __init__(self, forward_func: Callable, layer: LayerType, device_ids: Sequence[int] | None = None,
-                 multiply_by_inputs: bool = True):
+                 multiply_by_inputs: bool = True, memory_efficient: bool = False):
         super().__init__(forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
+        self._memory_efficient = bool(memory_efficient)
 
     def attribute(
         self,
@@ -151,16 +174,23 @@ class LayerGradientXActivation(LayerAttribution):
         target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
+        grad_kwargs: Mapping[str, Any] | None = None,
         *,
         forward_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> Any:
+        check_grad_kwargs(grad_kwargs)
         call, space = self.setup(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                                  attribute_to_layer_input)
-        mult = self._multiply_by_inputs
+        mult, offload = self._multiply_by_inputs, self._memory_efficient
+
+        def gxa(acts: tuple[Tensor, ...], grads: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            out = tuple(x * y if mult else y for x, y in zip(acts, grads))
+            return tuple(o.cpu() for o in out) if offload else out
+
         with call.guard, space:
-            out = layer_gradients(space, call, lambda a, g: tuple(x * y if mult else y for x, y in zip(a, g)), "gxa")
+            out = layer_gradients(space, call, gxa, "gxa")
         return space.restore_form(out)
 
 
@@ -169,8 +199,12 @@ class LayerIntegratedGradients(LayerAttribution):
     ``(a - a') * integral dF/da (a' + t (a - a')) dt`` with ``a, a'`` the layer's activations for the inputs and
     the baselines (input space). Works for embeddings fed token ids (baselines are ids too, default 0) and for a
     list of layers (all replaced at once; a list of attributions comes back). ``delta`` ``(N,)`` =
-    sum(attributions) - (F(x) - F(x')). Rows: examples x ``n_steps`` (+ one forward of the pre-layer part per
-    input and baseline to get the activations)."""
+    sum(attributions) - (F(x) - F(x')) with *all* model inputs at their baselines in ``F(x')`` (completeness with
+    respect to the model's inputs, Captum's definition; one extra forward each on the inputs and the baselines).
+    When inputs also reach the output around the layer (skip connections, several inputs), the layer
+    attributions do not account for that part and delta shows it. Rows: examples x ``n_steps`` (+ one forward of
+    the pre-layer part per input and baseline to get the activations). ``grad_kwargs``: see
+    :func:`check_grad_kwargs`."""
 
     def __init__(self, forward_func: Callable, layer: LayerType, device_ids: Sequence[int] | None = None,
                  multiply_by_inputs: bool = True):
@@ -191,27 +225,53 @@ class LayerIntegratedGradients(LayerAttribution):
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
+        grad_kwargs: Mapping[str, Any] | None = None,
         *,
         forward_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> Any:
+        check_grad_kwargs(grad_kwargs)
         call, space = self.setup(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                                  attribute_to_layer_input, internal_batch_size=internal_batch_size)
         bases = format_baselines(baselines, call.inputs)
         args, kwargs = space_args(call)
         with call.guard, space:
             a_x, a_b = layer_pair(space, call, bases)
-            res = IntegratedGradients(space, self._multiply_by_inputs).attribute(
-                a_x, a_b, call.ev.target, args, n_steps, method, None, return_convergence_delta,
+            attrs = IntegratedGradients(space, self._multiply_by_inputs).attribute(
+                a_x, a_b, call.ev.target, args, n_steps, method, None, False,
                 forward_kwargs=kwargs, batch_size=call.ev.batch_size, show_progress=show_progress,
             )
-        return finish(space, res, return_convergence_delta)
+            if return_convergence_delta:
+                delta = endpoint_delta(call, attrs, tuple(b.to(x.dtype) for b, x in zip(bases, call.inputs)))
+        return (space.restore_form(attrs), delta) if return_convergence_delta else space.restore_form(attrs)
+
+
+class _Bypass(nn.Module):
+    """``G(*a, s, *x, *b, *rest) = space(*a, *where(s, x, b), *rest)``: the layer space whose model inputs are the
+    inputs ``x`` on rows with switch ``s = 1`` and the baselines ``b`` on rows with ``s = 0``. DeepLIFT on
+    ``(a, s)`` from ``(a', 0)`` to ``(a, 1)`` therefore takes its references from a full forward pass on the
+    baselines: nonlinearities after the layer see the baselines on the paths that bypass it too. The switch
+    gets no gradient (``where`` is not differentiable in its condition), so its attribution is zero."""
+
+    def __init__(self, space: LayerSpace, n_acts: int, n_inputs: int):
+        super().__init__()
+        self.space, self.k, self.m = space, n_acts, n_inputs
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        k, m = self.k, self.m
+        s, xs, bs = args[k], args[k + 1: k + 1 + m], args[k + 1 + m: k + 1 + 2 * m]
+        chosen = tuple(torch.where(s.reshape((-1,) + (1,) * (x.dim() - 1)) > 0.5, x, b) for x, b in zip(xs, bs))
+        return self.space(*args[:k], *chosen, *args[k + 1 + 2 * m:], **kwargs)
 
 
 class LayerDeepLift(LayerAttribution):
-    """DeepLIFT (rescale rule; Shrikumar et al., 2017, arXiv:1704.02685) in the layer's activation space, with the
-    baselines' activations as reference. ``delta`` ``(N,)`` = sum(attr) - (F(x) - F(x'))."""
+    """DeepLIFT (rescale rule; Shrikumar et al., 2017, arXiv:1704.02685) in the layer's activation space. As in the
+    method's definition the references come from a full forward pass on the baselines: the baselines'
+    activations at the layer and, on paths that bypass the layer (skip connections, several inputs), the
+    baselines themselves. Attributions are given to the layer only; ``delta`` ``(N,)`` =
+    sum(attr) - (F(x) - F(x')) (so it includes what the bypass contributes). ``grad_kwargs``: see
+    :func:`check_grad_kwargs`."""
 
     def __init__(self, model: Callable, layer: LayerType, multiply_by_inputs: bool = True, eps: float = 1e-10):
         super().__init__(model, layer)
@@ -221,11 +281,23 @@ class LayerDeepLift(LayerAttribution):
     def has_convergence_delta(self) -> bool:
         return True
 
-    def _deeplift(self, space, call, a_x, a_b, target, args, kwargs, delta, custom, show_progress):
-        return DeepLift(space, self._multiply_by_inputs, self.eps).attribute(
-            a_x, a_b, target, args, delta, custom, forward_kwargs=kwargs, batch_size=call.ev.batch_size,
-            show_progress=show_progress,
+    def _deeplift(self, space: LayerSpace, call: Call, a_x: tuple[Tensor, ...], a_b: tuple[Tensor, ...],
+                  xs: tuple[Tensor, ...], bs: tuple[Tensor, ...], target: Any, fwd: Any, delta: bool,
+                  custom: Callable | None, show_progress: bool) -> Any:
+        """DeepLIFT of :class:`_Bypass` on rows ``(a_x, x)`` with references ``(a_b, b)``; layer part only."""
+        k = len(a_x)
+        on = torch.ones(a_x[0].shape[0], 1, dtype=a_x[0].dtype, device=a_x[0].device)
+        wrapped = None
+        if custom is not None:
+            def wrapped(m, i, b):
+                out = custom(tuple(m[:k]), tuple(i[:k]), tuple(b[:k]))
+                out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+                return out + (torch.zeros_like(m[k]),)
+        res = DeepLift(_Bypass(space, k, len(xs)), self._multiply_by_inputs, self.eps).attribute(
+            a_x + (on,), a_b + (torch.zeros_like(on),), target, tuple(xs) + tuple(bs) + tuple(fwd.args), delta,
+            wrapped, forward_kwargs=dict(fwd.kwargs), batch_size=call.ev.batch_size, show_progress=show_progress,
         )
+        return (res[0][:k], res[1]) if delta else res[:k]
 
     def attribute(
         self,
@@ -236,19 +308,20 @@ class LayerDeepLift(LayerAttribution):
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
         custom_attribution_func: Callable | None = None,
+        grad_kwargs: Mapping[str, Any] | None = None,
         *,
         forward_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> Any:
+        check_grad_kwargs(grad_kwargs)
         call, space = self.setup(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                                  attribute_to_layer_input)
-        bases = format_baselines(baselines, call.inputs)
-        args, kwargs = space_args(call)
+        bases = tuple(b.expand_as(x).to(x.dtype) for b, x in zip(format_baselines(baselines, call.inputs), call.inputs))
         with call.guard, space:
             a_x, a_b = layer_pair(space, call, bases)
-            res = self._deeplift(space, call, a_x, a_b, call.ev.target, args, kwargs, return_convergence_delta,
-                                 custom_attribution_func, show_progress)
+            res = self._deeplift(space, call, a_x, a_b, call.inputs, bases, call.ev.target, call.ev.fwd,
+                                 return_convergence_delta, custom_attribution_func, show_progress)
         return finish(space, res, return_convergence_delta)
 
 
@@ -267,7 +340,8 @@ def mean_over_samples(result: Any, n: int, samples: int, with_delta: bool) -> An
 class LayerDeepLiftShap(LayerDeepLift):
     """DeepLIFT-SHAP at the layer (Lundberg & Lee, 2017, arXiv:1705.07874): LayerDeepLift averaged over the
     baseline samples ``baselines`` ``(S, ...)`` (or a callable returning them). Each (example, sample) pair is one
-    DeepLIFT row, with the sample's activations computed with the example's extra arguments.
+    DeepLIFT row (references from a full forward pass on the sample, bypassing paths included), with the
+    sample's activations computed with the example's extra arguments.
     ``delta`` ``(N,)`` = sum(attr) - (F(x) - mean_s F(b_s))."""
 
     _distribution_baselines = True
@@ -293,11 +367,11 @@ class LayerDeepLiftShap(LayerDeepLift):
         ex, fwd, tgt = pairs(call, s)
         base_rows = tuple(d.repeat((n,) + (1,) * (d.dim() - 1)) for d in dist)
         xs = tuple(x.index_select(0, ex.to(x.device)) for x in call.inputs)
-        args, kwargs = space_args(call, xs, fwd)
+        base_rows = tuple(b.to(x.dtype) for b, x in zip(base_rows, xs))
         with call.guard, space:
             a_x = tuple(a.index_select(0, ex.to(a.device)) for a in space.activations(call.ev, call.inputs, torch.arange(n)))
             a_b = space.activations(call.ev, base_rows, ex, tag="baselines")
-            res = self._deeplift(space, call, a_x, a_b, tgt, args, kwargs, return_convergence_delta,
+            res = self._deeplift(space, call, a_x, a_b, xs, base_rows, tgt, fwd, return_convergence_delta,
                                  custom_attribution_func, show_progress)
         return finish(space, mean_over_samples(res, n, s, return_convergence_delta), return_convergence_delta)
 

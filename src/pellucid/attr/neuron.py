@@ -10,7 +10,7 @@
 :class:`NeuronForward` is the model as a function of its inputs returning that value; the forward stops right after
 the layer, so nothing after it is evaluated. Saliency, IG, DeepLIFT, DeepLIFT-SHAP, GradientSHAP, guided
 backpropagation and deconvolution then run on it unchanged. Neuron conductance is integrated gradients of the
-model's target with the gradient at the layer restricted to the selected neurons.
+model's target through the selected neurons only (see :class:`NeuronConductance`).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..core.guard import ModelGuard
-from ..core.inputs import BaselineType, TensorOrTuple
+from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, restore_form
+from ..core.paths import path_points
 from ..core.layers import LayerSpace, LayerType, check_layers_in_model, format_layers
 from ..core.targets import TargetType
 from ._base import Attribution
@@ -28,7 +28,8 @@ from .deeplift import DeepLift, DeepLiftShap
 from .feature_ablation import FeatureAblation
 from .gradient_shap import GradientShap
 from .guided_backprop import Deconvolution, GuidedBackprop
-from .integrated_gradients import IntegratedGradients
+from .integrated_gradients import IntegratedGradients, path_builder
+from .layer import check_grad_kwargs
 from .saliency import Saliency
 
 SelectorType = Union[int, tuple, Callable[[Any], Tensor]]
@@ -226,6 +227,9 @@ class NeuronGradientShap(NeuronAttribution):
 class _NeuronModifiedRelu(NeuronAttribution):
     base: type = GuidedBackprop
 
+    def __init__(self, model: Callable, layer: LayerType, device_ids: Sequence[int] | None = None):
+        super().__init__(model, layer, device_ids)  # Captum names the first parameter `model` here
+
     def attribute(self, inputs: TensorOrTuple, neuron_selector: SelectorType, additional_forward_args: Any = None,
                   attribute_to_neuron_input: bool = False, *, forward_kwargs: Mapping[str, Any] | None = None,
                   batch_size: int | None = None, show_progress: bool = False) -> TensorOrTuple:
@@ -250,9 +254,14 @@ class NeuronDeconvolution(_NeuronModifiedRelu):
 class NeuronConductance(NeuronAttribution):
     """Neuron conductance (Dhamdhere et al., 2018, arXiv:1805.12233): the flow of the model's ``target`` output
     through the selected neuron(s) ``j`` to each input ``i``:
-    ``(x_i - x'_i) integral_0^1 sum_j dF/dy_j dy_j/dx_i (x(t)) dt``. Computed as integrated gradients of the model
-    with the gradient at the layer masked to the selected neurons (one backward per path point).
-    Summed over the inputs it gives the neuron's layer conductance. Needs an index ``neuron_selector``."""
+    ``(x_i - x'_i) integral_0^1 sum_j dF/dy_j (x(t)) dy_j/dx_i (x(t)) dt`` on the straight path
+    ``x(t) = x' + t (x - x')``. Per path point, ``dF/dy`` is masked to the selected neurons and pulled back by the
+    layer's own Jacobian ``dy/dx`` (one forward, two backward passes), so gradient that bypasses the layer (skip
+    connections, inputs that also feed later layers) is not counted. Slices select several neurons: the result
+    is the sum of their conductances. Summed over the inputs it gives the neurons' layer conductance. Needs an
+    index ``neuron_selector``. ``grad_kwargs``: Captum's keywords for ``torch.autograd.grad``, accepted (see
+    :func:`pellucid.attr.layer.check_grad_kwargs`). Rows: examples x ``n_steps``. The default quadrature
+    ``riemann_trapezoid`` is the trapezoid rule (weights sum to 1; Captum's sum to ``(n_steps - 1) / n_steps``)."""
 
     def __init__(self, forward_func: Callable, layer: LayerType, device_ids: Sequence[int] | None = None,
                  multiply_by_inputs: bool = True):
@@ -263,29 +272,46 @@ class NeuronConductance(NeuronAttribution):
     def attribute(self, inputs: TensorOrTuple, neuron_selector: SelectorType, baselines: BaselineType = None,
                   target: TargetType = None, additional_forward_args: Any = None, n_steps: int = 50,
                   method: str = "riemann_trapezoid", internal_batch_size: int | None = None,
-                  attribute_to_neuron_input: bool = False, *, forward_kwargs: Mapping[str, Any] | None = None,
+                  attribute_to_neuron_input: bool = False, grad_kwargs: Mapping[str, Any] | None = None, *,
+                  forward_kwargs: Mapping[str, Any] | None = None,
                   batch_size: int | None = None, show_progress: bool = False) -> TensorOrTuple:
         check_selector(neuron_selector)
+        check_grad_kwargs(grad_kwargs)
         if callable(neuron_selector):
             neuron_mask(torch.zeros(1), neuron_selector)  # raises: conductance needs an index selector
         key = bool(attribute_to_neuron_input)
         if key not in self._spaces:
             self._spaces[key] = LayerSpace(self.forward_func, self.layer, key)
         space = self._spaces[key]
+        call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
+                            internal_batch_size=internal_batch_size)
+        bases = format_baselines(baselines, call.inputs)
+        alphas, weights = path_points(n_steps, method)
         masks: dict[tuple, Tensor] = {}
 
-        def keep_selected(i: int, k: int, g: Tensor) -> Tensor:
-            if not isinstance(g, Tensor):
-                return g
-            key = (tuple(g.shape[1:]), g.dtype, g.device)
-            if key not in masks:
-                masks[key] = neuron_mask(g, neuron_selector)
-            return g * masks[key]
+        def keep_selected(k: int, g: Tensor) -> Tensor:
+            if k > 0:
+                raise ValueError("NeuronConductance needs a layer whose output (or input) is a single tensor; "
+                                 f"layer {type(self.layer).__name__} gives several")
+            mkey = (tuple(g.shape[1:]), g.dtype, g.device)
+            if mkey not in masks:
+                masks[mkey] = neuron_mask(g, neuron_selector)
+            return g * masks[mkey]
 
-        with ModelGuard(self.forward_func), space, space.mapping_grad(keep_selected):
-            return IntegratedGradients(self.forward_func, self._multiply_by_inputs).attribute(
-                inputs, baselines, target, additional_forward_args, n_steps, method, internal_batch_size,
-                forward_kwargs=forward_kwargs, batch_size=batch_size, show_progress=show_progress)
+        acc = [torch.zeros_like(x) for x in call.inputs]
+        build = path_builder(call.inputs, bases, alphas)
+        chunker = call.ev.chunks(call.n * n_steps, call.inputs, kind="grad", tag=("neuron-conductance", key))
+        with call.guard, space:
+            for rows in chunker:
+                xs, ex = build(rows)
+                grads, _ = space.grad_through(call.ev, xs, ex, keep_selected, chunker)
+                st = rows % n_steps
+                for a, g in zip(acc, grads):
+                    w = weights.to(device=g.device, dtype=g.dtype)[st.to(g.device)].reshape((-1,) + (1,) * (g.dim() - 1))
+                    a.index_add_(0, ex.to(a.device), g * w)
+        if self._multiply_by_inputs:
+            acc = [a * (x - b) for a, x, b in zip(acc, call.inputs, bases)]
+        return restore_form(acc, call.was_tuple)
 
 
 class NeuronFeatureAblation(NeuronAttribution):

@@ -1,7 +1,7 @@
 """The model seen from a layer: composition mechanics for layer, neuron and CAM methods.
 
 :class:`LayerSpace` wraps a model and one or more of its layers. Inside ``with space:`` one hook per layer is
-registered (once per call, whatever the number of chunks) and the space runs the model in one of four modes:
+registered (once per call, whatever the number of chunks) and the space runs the model in one of five modes:
 
 * **replace** (``space(*activations, *inputs, *extras)``): the model's forward with each layer's output (or
   input) replaced by the given activation rows. As a callable this *is* the model as a function of the layer's
@@ -15,11 +15,12 @@ registered (once per call, whatever the number of chunks) and the space runs the
   through the layers *after* the tap give the activations and the gradients of the target there.
 * **value** (:meth:`LayerSpace.value`): the forward stops after the layers and returns their (differentiable)
   values; neuron methods select a neuron from it.
-* **gradmap** (:meth:`LayerSpace.mapping_grad`): the model runs unchanged but the gradient reaching the layers is
-  transformed (neuron conductance masks it to the selected neurons).
+* **through** (:meth:`LayerSpace.grad_through`): the model runs unchanged; the target's gradient at the layers is
+  mapped (neuron conductance masks it to the selected neurons) and pulled back to the inputs by the layers' own
+  Jacobian only, so paths that bypass the layers (skip connections, other inputs) contribute nothing.
 
-A layer called more than once in a forward is rejected (``ValueError``) in the replace and leaf modes; capture and
-value stop at its first call.
+A layer called more than once in a forward is rejected (``ValueError``) in the replace, leaf and through modes;
+capture and value stop at its first call.
 
 Activations are handled as a flat tuple of tensors: a layer with a tensor output contributes one, a layer with a
 tuple output (or several inputs, with ``attribute_to_input=True``) one per element; :meth:`LayerSpace.unflatten`
@@ -27,15 +28,14 @@ gives back the per-layer form.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .batching import measure_forward_peak, measure_saved_bytes
 from .gradients import Evaluator
-from .hooks import LayerTap, override_grad
+from .hooks import LayerTap
 
 LayerType = nn.Module | Sequence[nn.Module]
 
@@ -124,7 +124,6 @@ class LayerSpace(nn.Module):
         ])
         self._mode = "pass"
         self._replacements: list[Any] | None = None
-        self._grad_fn: Callable | None = None
         self._leaves: list[Any] = [None] * len(self.layers)
         self.structure: list[int | None] | None = None
         self._depth = 0
@@ -150,7 +149,7 @@ class LayerSpace(nn.Module):
     def _transform(self, i: int) -> Callable[[Any], Any]:
         def fn(value: Any) -> Any:
             mode = self._mode
-            if mode in ("replace", "leaf") and self._taps[i].values:
+            if mode in ("replace", "leaf", "through") and self._taps[i].values:
                 raise ValueError(_reused(self.layers[i], 2))
             if mode == "replace":
                 new = self._replacements[i]
@@ -163,21 +162,18 @@ class LayerSpace(nn.Module):
                         f"has {[tuple(o.shape) for o in old]}"
                     )
                 return new
-            if mode == "gradmap":
-                flat, n = _flat(value, self.layers[i])
-                grad_fn = self._grad_fn
-                self._taps[i].values.clear()  # keep no graph alive across chunks
-                mapped = [
-                    override_grad(t, t, lambda g, i=i, k=k: grad_fn(i, k, g)) if torch.is_floating_point(t) else t
-                    for k, t in enumerate(flat)
-                ]
-                return mapped[0] if n is None else type(value)(mapped)
             if mode == "leaf":
                 flat, n = _flat(value, self.layers[i])
                 leaves = [_leaf(t) for t in flat]
                 self._leaves[i] = leaves
                 # the model gets non-leaf copies: an in-place op after the layer (ReLU(inplace=True)) stays legal
                 given = [t.clone() if t.requires_grad else t for t in leaves]
+                return given[0] if n is None else type(value)(given)
+            if mode == "through":
+                flat, n = _flat(value, self.layers[i])
+                self._leaves[i] = flat
+                # the model gets copies, so an in-place op after the layer leaves the tapped value intact
+                given = [t.clone() if t.requires_grad else t for t in flat]
                 return given[0] if n is None else type(value)(given)
             if mode in ("capture", "value"):
                 _flat(value, self.layers[i])
@@ -261,20 +257,6 @@ class LayerSpace(nn.Module):
             self._replacements = None
         return out
 
-    @contextmanager
-    def mapping_grad(self, fn: Callable[[int, int, Tensor], Tensor]) -> Iterator["LayerSpace"]:
-        """Inside the block the model runs unchanged, but the gradient ``g`` reaching the ``k``-th tensor of layer
-        ``i`` is replaced by ``fn(i, k, g)`` (e.g. a mask keeping only some neurons: neuron conductance)."""
-        self._reset("gradmap")
-        self._grad_fn = fn
-        try:
-            yield self
-        finally:
-            self._mode = "pass"
-            self._grad_fn = None
-            for tap in self._taps:
-                tap.values = []
-
     def value(self, *args: Any, **kwargs: Any) -> list[Any]:
         """The layers' values (per layer, differentiable) for ``model(*args, **kwargs)``; the forward stops there."""
         self._reset("value")
@@ -344,6 +326,47 @@ class LayerSpace(nn.Module):
                 tap.values = []
         grads = tuple(torch.zeros_like(a) if g is None else g for g, a in zip(grads, acts))
         return tuple(a.detach() for a in acts), grads, score.detach()
+
+    def grad_through(
+        self,
+        ev: Evaluator,
+        inputs: tuple[Tensor, ...],
+        example_index: Tensor,
+        grad_fn: Callable[[int, Tensor], Tensor],
+        chunker: Any = None,
+    ) -> tuple[tuple[Tensor, ...], Tensor]:
+        """``(input gradients, scores)`` for rows ``inputs`` where only gradient flowing *through* the layers is
+        kept: ``g_k = dF/dy_k`` at the ``k``-th flat activation is mapped by ``grad_fn(k, g_k)`` (treated as a
+        constant) and pulled back by the vector-Jacobian product ``sum_k grad_fn(k, g_k) . dy_k/dx``. One forward
+        and two backward passes; inputs that do not reach the layers get zeros."""
+        self._reset("through")
+        self._leaves = [None] * len(self.layers)
+        try:
+            xs = tuple(x.detach().requires_grad_(True) for x in inputs)
+            with torch.enable_grad():
+                model_in = tuple(x.clone() for x in xs)
+                if chunker is not None and chunker.probing:
+                    with measure_saved_bytes(ev._param_ptrs) as saved:
+                        score = ev.target.select(ev.run(model_in, example_index), example_index)
+                    chunker.record(example_index.shape[0], saved[0])
+                else:
+                    score = ev.target.select(ev.run(model_in, example_index), example_index)
+                values = self._values()  # checks every layer ran exactly once
+                acts = self._flatten([ls[0] if isinstance(v, Tensor) else tuple(ls) for ls, v in zip(self._leaves, values)])
+                diff = [(k, a) for k, a in enumerate(acts) if a.requires_grad]
+                grads: tuple[Tensor | None, ...] = (None,) * len(xs)
+                if score.requires_grad and diff:
+                    g = torch.autograd.grad(score.sum(), [a for _, a in diff], allow_unused=True, retain_graph=True)
+                    pulled = [(a, grad_fn(k, gk.detach())) for (k, a), gk in zip(diff, g) if gk is not None]
+                    if pulled:
+                        grads = torch.autograd.grad([a for a, _ in pulled], xs, grad_outputs=[v for _, v in pulled],
+                                                    allow_unused=True)
+        finally:
+            self._mode = "pass"
+            self._leaves = [None] * len(self.layers)
+            for tap in self._taps:
+                tap.values = []
+        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)), score.detach()
 
     def grad_rows(
         self,

@@ -125,7 +125,7 @@ class LRP(Attribution):
         canonizers: default ``[MergeBatchNorm(), SplitAdditions()]``; ``[]`` for none.
 
     ``attribute`` returns the relevance of each input feature, the inputs' shapes; with
-    ``return_convergence_delta=True`` also ``sum(relevance) - f(x)`` ``(N,)``.
+    ``return_convergence_delta=True`` also ``f(x) - sum(relevance)`` ``(N,)`` (Captum's sign).
     """
 
     _multiply_by_inputs = True
@@ -171,7 +171,7 @@ class LRP(Attribution):
             call.ev.grad_rows(call.n, build, consume, call.inputs, tag="lrp")
         attrs = restore_form(out, call.was_tuple)
         if return_convergence_delta:
-            return attrs, attribution_sum(tuple(out)) - scores
+            return attrs, scores - attribution_sum(tuple(out))
         return attrs
 
 
@@ -206,7 +206,7 @@ class LayerLRP(LRP):
         batch_size: int | None = None,
         show_progress: bool = False,
     ):
-        """Relevance at the layer (its output's shape, or its input's); delta ``sum(relevance) - f(x)``."""
+        """Relevance at the layer (its output's shape, or its input's); delta ``f(x) - sum(relevance)`` (Captum's sign)."""
         comp, _ = _check_setup(self.forward_func, composite if composite is not None else self.composite, [])
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress,
                             needs_grad=False)
@@ -229,5 +229,5 @@ class LayerLRP(LRP):
         flat = tuple(torch.cat(p) for p in zip(*parts))
         attrs = space.restore_form(flat)
         if return_convergence_delta:
-            return attrs, attribution_sum(flat) - torch.cat(scores).to(flat[0].dtype)
+            return attrs, torch.cat(scores).to(flat[0].dtype) - attribution_sum(flat)
         return attrs
