@@ -81,39 +81,52 @@ class SplitIntegratedGradients(Attribution):
         alphas, _ = path_points(n_steps, "riemann_right")
         n = call.n
         left = [torch.zeros_like(x) for x in call.inputs]
-        total = [torch.zeros_like(x) for x in call.inputs]
+        right = [torch.zeros_like(x) for x in call.inputs]
         outputs = torch.zeros(n, n_steps, dtype=torch.float64)
         first = torch.full((n,), n_steps, dtype=torch.long)  # first crossing step seen so far
+
+        # Rows visit each example's last step (a = 1) first, then steps 0 .. n-2 in order: the last step gives
+        # f1 = F(x) (hence T) before the rest of the path, so no extra forward is needed for it.
+        order = torch.cat([torch.tensor([n_steps - 1]), torch.arange(n_steps - 1)])
+        f1 = torch.zeros(n, dtype=torch.float64)
+        last_part = [torch.zeros_like(x) for x in call.inputs]  # last step: left only if no step crosses
 
         with call.guard:
             ex_all = torch.arange(n)
             f0 = call.ev.all_scores(tuple(b.expand_as(x) for b, x in zip(bases, call.inputs)), ex_all, tag="start")
             f0 = f0.detach().double().cpu()
-            # f1 is also the output at the last step (a = 1), but T is needed while the path is walked.
-            f1 = call.ev.all_scores(call.inputs, ex_all, tag="end").detach().double().cpu()
-            change = f1 - f0
-            threshold = f0 + psi * change
-            sign = torch.sign(change)
 
             def consume(rows: Tensor, ex: Tensor, grads: tuple[Tensor, ...], score: Tensor) -> None:
-                st = rows % n_steps
+                st = order[rows % n_steps]
                 s = score.detach().double().cpu()
                 outputs[ex, st] = s
-                crossed = (sign[ex] != 0) & (sign[ex] * (s - threshold[ex]) > 0) | (
-                    (sign[ex] != 0) & (s == threshold[ex]) & (sign[ex] < 0)
-                )
+                last = st == n_steps - 1
+                f1[ex[last]] = s[last]
+                sign = torch.sign(f1[ex] - f0[ex])
+                threshold = f0[ex] + psi * (f1[ex] - f0[ex])
+                crossed = (sign > 0) & (s > threshold) | (sign < 0) & (s <= threshold)
                 if bool(crossed.any()):
                     cand = torch.where(crossed, st, torch.full_like(st, n_steps))
                     first.scatter_reduce_(0, ex, cand, reduce="amin")
-                is_left = st < first[ex]  # steps arrive in order, so `first` already holds every earlier crossing
-                for lf, tt, g in zip(left, total, grads):
+                is_left = (st < first[ex]) & ~last  # earlier steps arrive in order: `first` holds every earlier crossing
+                is_right = ~is_left & ~last
+                for lf, lp, rt, g in zip(left, last_part, right, grads):
                     c = g / n_steps
                     e = ex.to(g.device)
-                    tt.index_add_(0, e, c)
-                    mask = is_left.to(g.device).reshape((-1,) + (1,) * (g.dim() - 1))
-                    lf.index_add_(0, e, c * mask)
+                    shape = (-1,) + (1,) * (g.dim() - 1)
+                    lf.index_add_(0, e, c * is_left.to(g.device, g.dtype).reshape(shape))
+                    rt.index_add_(0, e, c * is_right.to(g.device, g.dtype).reshape(shape))
+                    if bool(last.any()):
+                        keep = last.to(g.device)
+                        lp.index_add_(0, e[keep], c[keep])
 
-            call.ev.grad_rows(n * n_steps, path_builder(call.inputs, bases, alphas), consume, call.inputs, tag="path")
+            call.ev.grad_rows(n * n_steps, path_builder(call.inputs, bases, alphas[order]), consume, call.inputs, tag="path")
+        uncrossed = (first == n_steps).reshape(-1)
+        for lf, rt, lp in zip(left, right, last_part):
+            to_left = uncrossed.to(lp.device, lp.dtype).reshape((-1,) + (1,) * (lp.dim() - 1))
+            lf.add_(lp * to_left)
+            rt.add_(lp * (1 - to_left))
+        threshold = f0 + psi * (f1 - f0)
 
         def finish(acc):
             return tuple((a * (x - b)) if self._multiply_by_inputs else a for a, x, b in zip(acc, call.inputs, bases))
@@ -122,7 +135,7 @@ class SplitIntegratedGradients(Attribution):
         out = restore_form(left_attr, call.was_tuple)
         if not return_split:
             return out
-        right_attr = tuple(t - l for t, l in zip(finish(total), left_attr))
+        right_attr = finish(right)
         split_alpha = torch.where(first < n_steps, alphas[first.clamp(max=n_steps - 1)], torch.ones(n, dtype=torch.float64))
         details = SplitDetails(
             right=restore_form(right_attr, call.was_tuple),
