@@ -36,11 +36,48 @@ def test_pluggable_parts_and_default_kernel():
     x = torch.randn(2, 3)
     out = Lime(model, Ridge(alpha=0.0), similarity, sampler).attribute(x, n_samples=30, seed=1)
     assert seen == {"sampler": (2, 30, 3), "similarity": 3} and out.shape == (2, 3)
-    # default kernel: weight 1 at the input, exp(-1) at a perturbation orthogonal to it
+    # default kernel: weight 1 at the input, exp(-1/2) at a perturbation orthogonal to it (cosine distance 1 is
+    # one kernel width: a Gaussian exp(-d^2 / (2 width^2)))
     k = exp_cosine_similarity()
     a = (torch.tensor([[1.0, 0.0], [1.0, 0.0]]),)
     w = k(a, (torch.tensor([[2.0, 0.0], [0.0, 3.0]]),), torch.zeros(2, 1))
-    torch.testing.assert_close(w, torch.tensor([1.0, torch.exp(torch.tensor(-1.0)).item()], dtype=torch.float64))
+    torch.testing.assert_close(w, torch.tensor([1.0, torch.exp(torch.tensor(-0.5)).item()], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("width", [0.25, 1.0, 3.0])
+def test_exp_kernel_is_a_gaussian_in_cosine_distance_with_std_equal_to_the_width(width):
+    # perturbations at angle t from the input have cosine distance d = 1 - cos t; the weight must be the Gaussian
+    # density ratio exp(-d^2 / (2 width^2)): its log is -d^2 / (2 width^2), and d = width gives exp(-1/2)
+    t = torch.linspace(0, torch.pi, 9, dtype=torch.float64)
+    original = (torch.tensor([[1.0, 0.0]], dtype=torch.float64).expand(9, 2),)
+    perturbed = (torch.stack([torch.cos(t), torch.sin(t)], 1) * 2.5,)
+    w = exp_cosine_similarity(width)(original, perturbed, torch.zeros(9, 1))
+    d = 1 - torch.cos(t)
+    torch.testing.assert_close(torch.log(w), -(d**2) / (2 * width**2))
+    cos_at_width = torch.tensor([[1 - width, (1 - (1 - width) ** 2) ** 0.5]], dtype=torch.float64) if width < 2 else None
+    if cos_at_width is not None:
+        at = exp_cosine_similarity(width)((original[0][:1],), (cos_at_width,), torch.zeros(1, 1))
+        torch.testing.assert_close(at, torch.tensor([0.5], dtype=torch.float64).neg().exp())
+
+
+def test_default_lime_weights_rows_by_the_kernel_and_draws_25_samples():
+    seen = {}
+
+    class Recording(LinearRegression):
+        def fit(self, X, y, weights):
+            seen["X"], seen["weights"] = X, weights
+            return super().fit(X, y, weights)
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4) + 2
+    Lime(lambda t: t.sum(1), interpretable_model=Recording()).attribute(x, seed=3)  # baselines 0
+    z = seen["X"]
+    assert z.shape == (2, 25, 4)  # Captum's default n_samples for Lime.attribute
+    perturbed = x.unsqueeze(1) * z  # kept groups keep their value, the others take the baseline 0
+    cos = torch.nn.functional.cosine_similarity(x.unsqueeze(1).double(), perturbed.double(), dim=2)
+    expect = torch.exp(-((1 - cos) ** 2) / 2)
+    expect = torch.where(z.any(2), expect, torch.exp(torch.tensor(-0.5, dtype=torch.float64)))  # all-zero row: d = 1
+    torch.testing.assert_close(seen["weights"], expect)
 
 
 @pytest.mark.parametrize("kw", [{"batch_size": 1}, {"perturbations_per_eval": 7}])

@@ -5,7 +5,7 @@ import torch
 from pellucid.core.gradients import Evaluator
 from pellucid.core.perturb import (
     TUNE_SIZES, CoalitionPlan, WindowPlan, ablation_present, evaluate, format_feature_mask, perturbation_batch_size,
-    random_permutations,
+    random_permutations, window_count,
 )
 
 
@@ -70,6 +70,26 @@ def test_window_masks_match_explicit_windows():
                 ref[c, 2 * h : 2 * h + 3, 3 * w : 3 * w + 2] = True
                 assert torch.equal(masks[k], ref)
                 k += 1
+
+
+@pytest.mark.parametrize("d,w,s", [(5, 2, 2), (7, 3, 2), (8, 3, 3), (5, 1, 3), (6, 4, 3), (4, 4, 1), (9, 2, 4)])
+def test_window_count_covers_the_edge_with_a_cropped_last_window(d, w, s):
+    # enumerate the starts from the definition: 0, s, 2s, ... until a window reaches the edge; drop empty windows
+    starts = [0]
+    while starts[-1] + w < d:
+        starts.append(starts[-1] + s)
+    starts = [a for a in starts if a < d]
+    assert window_count(d, w, s) == len(starts)
+    plan = WindowPlan([torch.Size((d,))], [(w,)], [(s,)])
+    masks = plan.window_masks(0, torch.arange(plan.n_windows[0]))
+    for a, m in zip(starts, masks):
+        ref = torch.zeros(d, dtype=torch.bool)
+        ref[a : a + w] = True  # slicing crops at the edge
+        assert torch.equal(m, ref)
+    covered = masks.any(0)
+    if s <= w:  # no gaps between windows: every position, the last one included, is covered
+        assert bool(covered.all())
+    assert bool(covered[starts[-1]])
 
 
 def _model():

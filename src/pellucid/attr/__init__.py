@@ -56,3 +56,8 @@ __all__ += [
     "NeuronDeepLift", "NeuronDeepLiftShap", "NeuronFeatureAblation", "NeuronGradient", "NeuronGradientShap",
     "NeuronGuidedBackprop", "NeuronIntegratedGradients",
 ]
+
+# base class of the neuron methods (for isinstance checks and subclassing, as Captum's NeuronAttribution)
+from .neuron import NeuronAttribution
+
+__all__ += ["NeuronAttribution"]

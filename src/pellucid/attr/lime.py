@@ -13,9 +13,11 @@ Pluggable parts (batched, unlike Captum's one-sample-at-a-time callables):
   :func:`bernoulli_sampler`: every group kept with probability 1/2).
 * ``similarity_func(original, perturbed, interpretable) -> (R,)`` weights, where ``original`` and ``perturbed``
   are tuples of ``(R, ...)`` row tensors and ``interpretable`` is ``(R, G)`` (default
-  :func:`exp_cosine_similarity`: ``exp(-d^2 / width^2)`` with ``d`` the cosine distance in input space).
+  :func:`exp_cosine_similarity`: ``exp(-d^2 / (2 width^2))`` with ``d`` the cosine distance in input space and
+  width 1, Captum's default kernel).
 * ``interpretable_model`` with ``fit(X, y, weights) -> (coef (N, K, G), intercept (N, K))`` (default
-  :class:`~pellucid.attr.surrogate.LinearRegression`; also ``Ridge`` and ``Lasso``).
+  :class:`~pellucid.attr.surrogate.LinearRegression`; also ``Ridge`` and ``Lasso``). Captum's default is
+  ``Lasso(alpha=0.01)``; pass ``interpretable_model=Lasso(0.01)`` to match it.
 """
 from __future__ import annotations
 
@@ -45,8 +47,9 @@ def bernoulli_sampler(p: float = 0.5) -> Callable[[int, int, int, torch.Generato
 
 
 def exp_cosine_similarity(kernel_width: float = 1.0) -> Callable[[tuple[Tensor, ...], tuple[Tensor, ...], Tensor], Tensor]:
-    """``exp(-d^2 / kernel_width^2)`` with ``d = 1 - cos(original, perturbed)`` over all inputs flattened
-    (LIME's default kernel as in Captum)."""
+    """``exp(-d^2 / (2 kernel_width^2))`` with ``d = 1 - cos(original, perturbed)`` over all inputs flattened
+    and concatenated (Captum's ``get_exp_kernel_similarity_function("cosine", kernel_width)``, LIME's default
+    kernel). Returns ``similarity(original, perturbed, interpretable) -> (R,)`` float64 weights in ``(0, 1]``."""
     if isinstance(kernel_width, bool) or not isinstance(kernel_width, (int, float)) or kernel_width <= 0:
         raise ValueError(f"kernel_width must be a positive number; received {kernel_width!r}")
 
@@ -57,7 +60,7 @@ def exp_cosine_similarity(kernel_width: float = 1.0) -> Callable[[tuple[Tensor, 
 
     def similarity(original: tuple[Tensor, ...], perturbed: tuple[Tensor, ...], interpretable: Tensor) -> Tensor:
         cos = torch.nn.functional.cosine_similarity(flat(original), flat(perturbed), dim=1, eps=1e-12).double()
-        return torch.exp(-((1 - cos) ** 2) / kernel_width**2)
+        return torch.exp(-((1 - cos) ** 2) / (2.0 * kernel_width**2))
 
     return similarity
 
@@ -104,7 +107,8 @@ class Lime(PerturbationAttribution):
 
     ``attribute`` returns the inputs' shapes (``return_input_shape=True``, every position gets its group's
     coefficient) or the coefficients ``(N, G)``; ``(N, C, ...)`` for every output at once with ``target=None`` on
-    an ``(N, C)`` output. ``N x n_samples`` forward rows.
+    an ``(N, C)`` output. ``N x n_samples`` forward rows (``n_samples`` defaults to 25, as Captum's
+    ``Lime.attribute``).
     """
 
     def __init__(
@@ -132,7 +136,7 @@ class Lime(PerturbationAttribution):
         target: TargetType = None,
         additional_forward_args: Any = None,
         feature_mask: MaskType = None,
-        n_samples: int = 50,
+        n_samples: int = 25,
         perturbations_per_eval: int | None = None,
         return_input_shape: bool = True,
         show_progress: bool = False,

@@ -2,7 +2,9 @@
 
 A window of ``sliding_window_shapes`` slides over each input with ``strides``; for every window position the
 output change ``F(x) - F(x with the window set to the baseline)`` is credited to every position it covers, and each
-position's credit is averaged over the windows covering it (positions no window covers get 0). Rows are examples x
+position's credit is averaged over the windows covering it. As in Captum, a dim of size ``d`` gets
+``ceil((d - w) / s) + 1`` window positions, the last one cropped at the edge when the strides do not tile the input,
+so every position is covered unless a stride exceeds its window (then positions between windows get 0). Rows are examples x
 (1 + windows), evaluated in memory-budgeted chunks; window masks are built per chunk, never all at once.
 """
 from __future__ import annotations
@@ -65,7 +67,9 @@ class Occlusion(PerturbationAttribution):
 
     ``attribute(inputs, sliding_window_shapes, strides=None, baselines=None, target=None, ...)`` returns the
     inputs' shapes (``(N, C, ...)`` for every output at once with ``target=None`` on an ``(N, C)`` output).
-    Needs ``N x (1 + windows)`` forward rows; ``windows`` = prod over dims of ``(size - window) // stride + 1``.
+    Needs ``N x (1 + windows)`` forward rows; ``windows`` = prod over dims of ``ceil((size - window) / stride) + 1``
+    (starts past the edge, possible only when ``stride > window``, are skipped; see
+    :func:`~pellucid.core.perturb.window_count`).
     """
 
     def attribute(

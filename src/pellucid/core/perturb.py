@@ -188,17 +188,28 @@ def ablation_present(n_groups: int, device: torch.device | None = None) -> Calla
     return present
 
 
+def window_count(size: int, window: int, stride: int) -> int:
+    """Window positions along a dim of ``size``: starts ``0, stride, ...`` up to ``ceil((size - window) / stride)
+    * stride`` (Captum's count; the last window may be cropped at the edge), leaving out starts ``>= size``, which
+    would cover nothing."""
+    return min(-(-(size - window) // stride) + 1, -(-size // stride))
+
+
 class WindowPlan(Plan):
     """Sliding windows (occlusion): perturbation 0 is the input; then every window of input 0, of input 1, ...
 
-    ``windows[i]`` and ``strides[i]`` have one entry per dim of input ``i`` without the batch.
+    ``windows[i]`` and ``strides[i]`` have one entry per dim of input ``i`` without the batch. Along a dim of size
+    ``d`` a window of size ``w`` with stride ``s`` starts at ``0, s, 2s, ...``: ``ceil((d - w) / s) + 1`` positions
+    (as Captum), so when the strides do not tile the input the last window is cropped at the edge and the edge
+    positions are still covered. Starts at or beyond ``d`` (possible only when ``s > w``) would cover nothing and
+    are not evaluated: the count is ``min(ceil((d - w) / s) + 1, ceil(d / s))``.
     """
 
     def __init__(self, shapes: Sequence[torch.Size], windows: Sequence[tuple[int, ...]], strides: Sequence[tuple[int, ...]]):
         self.shapes = [tuple(s) for s in shapes]
         self.windows = [tuple(w) for w in windows]
         self.strides = [tuple(s) for s in strides]
-        self.counts = [tuple((d - w) // s + 1 for d, w, s in zip(sh, wi, st)) for sh, wi, st in zip(self.shapes, self.windows, self.strides)]
+        self.counts = [tuple(window_count(d, w, s) for d, w, s in zip(sh, wi, st)) for sh, wi, st in zip(self.shapes, self.windows, self.strides)]
         self.n_windows = [math.prod(c) for c in self.counts]
         self.offsets = [1 + sum(self.n_windows[:i]) for i in range(len(self.shapes))]
         self.n_perturb = 1 + sum(self.n_windows)
@@ -213,6 +224,7 @@ class WindowPlan(Plan):
             start = (rest % counts[d]) * self.strides[i][d]
             rest = rest // counts[d]
             pos = torch.arange(shape[d], device=local.device).unsqueeze(0)
+            # pos < shape[d] always holds, so the last window is cropped at the edge
             cover = (pos >= start.unsqueeze(1)) & (pos < (start + self.windows[i][d]).unsqueeze(1))
             view = [r] + [1] * len(shape)
             view[1 + d] = shape[d]
