@@ -34,7 +34,7 @@ from pellucid.attr import (  # noqa: E402
 
 METHODS = ("FeatureAblation", "Occlusion", "FeaturePermutation", "ShapleyValueSampling", "ShapleyValues", "Lime",
            "KernelShap")
-SHAPLEY_SAMPLES, LIME_SAMPLES, KERNEL_SHAP_SAMPLES = 25, 50, 25  # the defaults
+SHAPLEY_SAMPLES, LIME_SAMPLES, KERNEL_SHAP_SAMPLES = 25, 25, 25  # the defaults
 
 
 def masks(model_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,6 @@
 """Small models shared by the test suite, and a helper that checks a model is left exactly as it was."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

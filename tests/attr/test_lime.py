@@ -1,7 +1,6 @@
 """LIME and the torch-native surrogate models (weighted least squares, ridge, lasso) solved for a whole batch."""
 import pytest
 import torch
-from torch import nn
 
 from conftest import assert_same_state, model_state
 from pellucid.attr import Lasso, Lime, LinearRegression, Ridge

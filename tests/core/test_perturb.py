@@ -4,7 +4,7 @@ import torch
 
 from pellucid.core.gradients import Evaluator
 from pellucid.core.perturb import (
-    TUNE_SIZES, CoalitionPlan, WindowPlan, ablation_present, evaluate, format_feature_mask, perturbation_batch_size,
+    CoalitionPlan, WindowPlan, ablation_present, evaluate, format_feature_mask, perturbation_batch_size,
     random_permutations, window_count,
 )
 
@@ -164,6 +164,7 @@ class Recorder(torch.nn.Module):
 
 def test_rows_per_call_follow_budget_and_overrides():
     import pellucid
+    from pellucid.core.batching import DEFAULT_MAX_ROWS
 
     x = torch.randn(5, 6)
     mask = format_feature_mask(None, (x,))
@@ -177,7 +178,7 @@ def test_rows_per_call_follow_budget_and_overrides():
             results[name] = evaluate(Evaluator(model, None, n=5, batch_size=bs), (x,), base, plan).values
         assert sum(model.calls) == 35
         if name == "default":
-            assert max(model.calls) <= max(TUNE_SIZES)
+            assert max(model.calls) <= int(1.25 * DEFAULT_MAX_ROWS)
         elif name == "tiny":
             assert max(model.calls[1:]) == 1  # after the measured probe, the budget allows one row per call
         else:

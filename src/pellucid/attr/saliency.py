@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from torch import Tensor
 
 from ..core.inputs import TensorOrTuple, restore_form
 from ..core.targets import TargetType

@@ -5,8 +5,7 @@ laid out example-major (row ``r = e * P + p``). A :class:`Plan` says, for a chun
 input are *replaced* (a boolean mask, True = replaced) and where the replacement values come from (the baselines,
 or, for permutation, another example of the batch). :func:`evaluate` builds the rows chunk by chunk (never all at
 once) and runs them through the engine's memory-budgeted :class:`~pellucid.core.batching.Chunker`, across
-examples *and* perturbations in the same model call (on the CPU the chunk size is also tuned for speed per model
-and row shape, :func:`tuned_chunks`); it returns the scores ``(N, P, K)``.
+examples *and* perturbations in the same model call; it returns the scores ``(N, P, K)``.
 
 Features are described by a :class:`FeatureMask` (Captum's ``feature_mask``: one integer tensor per input,
 broadcastable to it; the same id in several inputs is one group spanning them) or by sliding windows
@@ -20,10 +19,8 @@ return attributions ``(N, C, ...)`` for all outputs at once.
 from __future__ import annotations
 
 import math
-import time
-import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -240,69 +237,6 @@ class WindowPlan(Plan):
         return masks & valid.reshape((-1,) + (1,) * len(self.shapes[i]))
 
 
-# -- chunk sizes ------------------------------------------------------------------------------------------------
-TUNE_SIZES = (8, 16, 32, 64, 128, 256)
-TUNE_TRIES = 3
-_tuning: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def tuned_chunks(chunker: Chunker, model: Any, device: torch.device) -> Iterator[Tensor]:
-    """Row chunks of ``chunker``, with the chunk size tuned for speed on the CPU.
-
-    On a CPU the fastest rows-per-call depends on the model (small batches keep a transformer's activations in
-    cache; a CNN prefers larger ones), so the first chunks of a new (model, row shape) try each size of
-    :data:`TUNE_SIZES` up to the memory budget's limit ``TUNE_TRIES`` times, timing build + forward per row (CPU
-    time with one torch thread, else wall time) and keeping each size's fastest try; later chunks (and later
-    calls, cached per model) use the fastest. ``batch_size=`` / ``perturbations_per_eval`` and non-CPU devices
-    (where larger is faster) use the chunker's size. Results do not depend on the chunking.
-    """
-    tune = chunker.batch_size is None and device.type == "cpu" and isinstance(model, torch.nn.Module)
-    stats: dict[int, list[float]] = {}
-    if tune:
-        try:
-            stats = _tuning.setdefault(model, {}).setdefault(chunker.key[2:], {})  # per row shape, any method
-        except TypeError:
-            tune = False
-    bar = None
-    if chunker.show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=chunker.n_rows, desc=chunker.desc, unit="row", leave=False)
-    try:
-        yield from _tuned(chunker, tune, stats, bar)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _clock() -> Callable[[], float]:
-    """With one torch thread the process's CPU time (undisturbed by other processes' load), else wall time."""
-    return time.process_time if torch.get_num_threads() == 1 else time.perf_counter
-
-
-def _tuned(chunker: Chunker, tune: bool, stats: dict, bar: Any) -> Iterator[Tensor]:
-    start = 0
-    while start < chunker.n_rows:
-        size = chunker.size()
-        timed = False
-        if tune and not chunker.probing:
-            limit = max(1, chunker.budget // max(1, chunker.row_bytes or 1))  # the memory budget's limit
-            options = [b for b in TUNE_SIZES if b <= limit] or [size]
-            pending = [b for b in options if len(stats.get(b, ())) < TUNE_TRIES]
-            timed = bool(pending)
-            # the fastest per row (minimum over tries: load from other processes only ever adds time)
-            size = pending[0] if pending else min(options, key=lambda b: min(stats[b]))
-        stop = min(chunker.n_rows, start + size)
-        clock = _clock()
-        began = clock()
-        yield torch.arange(start, stop)
-        if timed and stop - start == size:
-            stats.setdefault(size, []).append((clock() - began) / size)
-        if bar is not None:
-            bar.update(stop - start)
-        start = stop
-
-
 # -- evaluation -------------------------------------------------------------------------------------------------
 @dataclass
 class Scores:
@@ -401,8 +335,8 @@ def evaluate(
 ) -> Scores:
     """Scores of all ``N x plan.n_perturb`` rows, built and evaluated chunk by chunk (forward only).
 
-    Chunks mix examples and perturbations; their size comes from the memory budget (tuned for speed on the CPU,
-    see :func:`tuned_chunks`) or ``ev.batch_size``. ``observe(rows, ex, p, built_inputs, original_inputs)`` sees
+    Chunks mix examples and perturbations; their size comes from the memory budget (at most the engine's
+    time-optimal ``DEFAULT_MAX_ROWS``, a little more to avoid a short last chunk) or ``ev.batch_size``. ``observe(rows, ex, p, built_inputs, original_inputs)`` sees
     every chunk (e.g. LIME's similarity weights). Returns :class:`Scores` with ``values (N, P, K)``.
     """
     n, per = inputs[0].shape[0], plan.n_perturb
@@ -412,7 +346,7 @@ def evaluate(
     scorer = RowScores(ev)
     values: Tensor | None = None
     shape: tuple = ()
-    for rows in tuned_chunks(chunker, ev.model, device):
+    for rows in chunker:
         rows = rows.to(device)
         ex, p = rows // per, rows % per
         originals = tuple(x.index_select(0, ex.to(x.device)) for x in inputs)
