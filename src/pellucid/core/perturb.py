@@ -19,6 +19,7 @@ return attributions ``(N, C, ...)`` for all outputs at once.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Union
 
@@ -124,14 +125,15 @@ def format_feature_mask(feature_mask: MaskType, inputs: tuple[Tensor, ...], name
 
 
 # -- plans ------------------------------------------------------------------------------------------------------
-class Plan:
+class Plan(ABC):
     """``n_perturb`` perturbations per example. Subclasses say which positions a row replaces and with what."""
 
     n_perturb: int = 1
 
+    @abstractmethod
     def replaced(self, i: int, ex: Tensor, p: Tensor) -> Tensor | None:
         """Boolean ``(R, *shape_i)`` of replaced positions of input ``i`` for rows ``(ex, p)``; None: unchanged."""
-        raise NotImplementedError
+        ...
 
     def mask(self, i: int, ex: Tensor, p: Tensor) -> tuple[Tensor, bool] | None:
         """The cheaper of (replaced positions, True) or (kept positions, False); None: input ``i`` unchanged."""

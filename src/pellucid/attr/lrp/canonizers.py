@@ -17,6 +17,7 @@ overrides it introduces, ``{module: (weight, bias)}``, which LRP's rules use in 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -35,12 +36,13 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 Probe = Callable[[], Any]
 
 
-class Canonizer:
+class Canonizer(ABC):
     """Base: ``with canonizer.apply(model, probe) as overrides: ...``; ``probe()``, if given, runs the model on an
     example input (used to find the model's structure)."""
 
+    @abstractmethod
     def apply(self, model: nn.Module, probe: Probe | None = None):  # pragma: no cover - interface
-        raise NotImplementedError
+        ...
 
 
 def trace_batchnorm_pairs(model: nn.Module, probe: Probe) -> list[tuple[nn.Module, nn.Module]]:

@@ -15,6 +15,7 @@ the layer on the modified inputs and parameters, ``R_i = sum_parts x'_i * d(z . 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -65,15 +66,16 @@ class Term:
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(ABC):
     """Base of the rules. ``terms`` (empty for :class:`Pass`) and ``epsilon`` (the stabiliser of ``z``; a field
     of the rules that expose it, else ``1e-9``) define a rule."""
 
     epsilon = 1e-9  # not a field: subclasses declare their own
 
     @property
+    @abstractmethod
     def terms(self) -> tuple[Term, ...]:
-        raise NotImplementedError
+        ...
 
 
 @dataclass(frozen=True)
