@@ -27,6 +27,7 @@ reports ``peak RSS - RSS before the call``. This counts everything the call allo
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -267,3 +268,39 @@ def markdown_table(results: Sequence[Result]) -> str:
         name = f"{r.method} ({r.note})" if r.note else r.method
         lines.append(f"| {name} | {r.model} | {r.time_s * 1e3:.1f} | {r.bound_s * 1e3:.1f} | {r.ratio:.2f} | {peak} |")
     return "\n".join(lines)
+
+
+# -- command line shared by the bench_*.py scripts ------------------------------------------------------------
+def add_common_options(ap: "argparse.ArgumentParser", default_repeats: int) -> None:
+    """``--quick``, ``--repeats``, ``--no-memory``, ``--threads``, ``--clock`` (each script adds its own selectors)."""
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 3 batch sizes, no memory")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help=f"interleaved repeats (default {default_repeats}; --quick 2)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice; 1 gives stable numbers on a loaded machine)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default) or process CPU time (with --threads 1: stable on a loaded machine)")
+
+
+def apply_common_options(args: Any, default_repeats: int) -> tuple[int, tuple[int, ...]]:
+    """Set the clock and torch threads; return ``(repeats, batch_sizes)``."""
+    set_clock(args.clock)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (2 if args.quick else default_repeats)
+    return repeats, ((8, 32, 128) if args.quick else BATCH_SIZES)
+
+
+def run_and_report(cases: Sequence[Case], units: Mapping, args: Any, repeats: int,
+                   batch_sizes: Sequence[int], script: str) -> list[Result]:
+    """Measure ``cases``, add peak memory (unless ``--quick``/``--no-memory``), print the table; return results."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; {repeats} repeats; "
+          f"bound batch sizes {tuple(batch_sizes)}", file=sys.stderr)
+    results = measure(cases, units, repeats=repeats, batch_sizes=batch_sizes,
+                      log=lambda s: print(s, file=sys.stderr, flush=True))
+    if not (args.quick or args.no_memory):
+        for r in results:
+            r.peak_mb = peak_memory_mb(os.path.abspath(script), f"{r.model}:{r.method}:{args.threads or 0}")
+    print(markdown_table(results))
+    return results

@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _harness import (  # noqa: E402
-    BATCH_SIZES, Case, child_main, forward_backward_runner, forward_runner, markdown_table, measure, peak_memory_mb,
-    set_clock, timed,
+    add_common_options, apply_common_options, Case, child_main, forward_backward_runner, forward_runner,
+    peak_memory_mb, run_and_report, timed,
 )
 from models import workload  # noqa: E402
 
@@ -153,21 +153,11 @@ def main() -> None:
     if child_main(sys.argv, child_call):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 3 batch sizes, no memory")
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 7; --quick 2)")
+    add_common_options(ap, default_repeats=7)
     ap.add_argument("--models", default="cnn,transformer")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads (default: torch's choice; 1 gives stable numbers on a loaded machine)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall time (default) or process CPU time (with --threads 1: stable on a loaded machine)")
     a = ap.parse_args()
-    set_clock(a.clock)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    repeats = a.repeats or (2 if a.quick else 7)
-    batch_sizes = (8, 32, 128) if a.quick else BATCH_SIZES
+    repeats, batch_sizes = apply_common_options(a, default_repeats=7)
     models = [s for s in a.models.split(",") if s]
     methods = [s for s in a.methods.split(",") if s]
 
@@ -179,16 +169,9 @@ def main() -> None:
         for meth in methods:
             call, counts, note = table[meth]
             cases.append(Case(meth, name, call, counts, note))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.clock} clock; {repeats} repeats; "
-          f"bound batch sizes {batch_sizes}", file=sys.stderr)
-    results = measure(cases, units, repeats=repeats, batch_sizes=batch_sizes,
-                      log=lambda s: print(s, file=sys.stderr, flush=True))
+    results = run_and_report(cases, units, a, repeats, batch_sizes, __file__)
     memory = not (a.quick or a.no_memory)
-    if memory:
-        script = os.path.abspath(__file__)
-        for r in results:
-            r.peak_mb = peak_memory_mb(script, f"{r.model}:{r.method}:{a.threads or 0}")
-    print(markdown_table(results))
+    script = os.path.abspath(__file__)
     floor = batch_floor(results, units, models)
     if floor:
         print("\nFloor from batch size alone: a forward+backward of the N input rows in one call, over N x the best "

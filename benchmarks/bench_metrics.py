@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import (BATCH_SIZES, Case, child_main, forward_backward_runner, forward_runner, markdown_table,  # noqa: E402
-                      measure, peak_memory_mb, set_clock)
+from _harness import (  # noqa: E402
+    add_common_options, apply_common_options, Case, child_main, forward_backward_runner, forward_runner, run_and_report,
+)
 from models import workload  # noqa: E402
 
 import pellucid.metrics as M  # noqa: E402
@@ -99,19 +100,11 @@ def main() -> None:
     if child_main(sys.argv, child_call):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 3 batch sizes, no memory")
-    ap.add_argument("--repeats", type=int, default=None)
+    add_common_options(ap, default_repeats=5)
     ap.add_argument("--models", default="cnn,transformer")
     ap.add_argument("--metrics", default="", help="comma-separated subset (default: all)")
-    ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     a = ap.parse_args()
-    set_clock(a.clock)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    repeats = a.repeats or (2 if a.quick else 5)
-    batch_sizes = (8, 32, 128) if a.quick else BATCH_SIZES
+    repeats, batch_sizes = apply_common_options(a, default_repeats=5)
     units, cases = {}, []
     wanted = {s for s in a.metrics.split(",") if s}
     for name in [s for s in a.models.split(",") if s]:
@@ -121,15 +114,7 @@ def main() -> None:
         for metric, (call, counts, note) in cases_for(name).items():
             if not wanted or metric in wanted:
                 cases.append(Case(metric, name, call, counts, note))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.clock} clock; {repeats} repeats; "
-          f"bound batch sizes {batch_sizes}", file=sys.stderr)
-    results = measure(cases, units, repeats=repeats, batch_sizes=batch_sizes,
-                      log=lambda s: print(s, file=sys.stderr, flush=True))
-    if not (a.quick or a.no_memory):
-        script = os.path.abspath(__file__)
-        for r in results:
-            r.peak_mb = peak_memory_mb(script, f"{r.model}:{r.method}:{a.threads or 0}")
-    print(markdown_table(results))
+    run_and_report(cases, units, a, repeats, batch_sizes, __file__)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import BATCH_SIZES, Case, child_main, forward_runner, markdown_table, measure, peak_memory_mb, set_clock  # noqa: E402
+from _harness import (  # noqa: E402
+    add_common_options, apply_common_options, Case, child_main, forward_runner, run_and_report,
+)
 from models import workload  # noqa: E402
 
 from pellucid.attr import (  # noqa: E402
@@ -120,19 +122,11 @@ def main() -> None:
     if child_main(sys.argv, child_call):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 3 batch sizes, no memory")
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5; --quick 2)")
+    add_common_options(ap, default_repeats=5)
     ap.add_argument("--models", default="cnn,transformer")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 gives stable numbers on a loaded machine)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall time or process CPU time")
     a = ap.parse_args()
-    set_clock(a.clock)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    repeats = a.repeats or (2 if a.quick else 5)
-    batch_sizes = (8, 32, 128) if a.quick else BATCH_SIZES
+    repeats, batch_sizes = apply_common_options(a, default_repeats=5)
     units, cases = {}, []
     for name in [s for s in a.models.split(",") if s]:
         model, table = cases_for(name)
@@ -140,15 +134,7 @@ def main() -> None:
             call, count, note = table[meth]
             units[(name, f"fwd@{meth}")] = forward_runner(model, captured_rows(model, call, count))
             cases.append(Case(meth, name, call, {f"fwd@{meth}": count}, note))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.clock} clock; {repeats} repeats; "
-          f"bound batch sizes {batch_sizes}", file=sys.stderr)
-    results = measure(cases, units, repeats=repeats, batch_sizes=batch_sizes,
-                      log=lambda s: print(s, file=sys.stderr, flush=True))
-    if not (a.quick or a.no_memory):
-        script = os.path.abspath(__file__)
-        for r in results:
-            r.peak_mb = peak_memory_mb(script, f"{r.model}:{r.method}:{a.threads or 0}")
-    print(markdown_table(results))
+    run_and_report(cases, units, a, repeats, batch_sizes, __file__)
 
 
 if __name__ == "__main__":
