@@ -57,6 +57,24 @@ __all__ += [
     "NeuronGuidedBackprop", "NeuronIntegratedGradients",
 ]
 
+# Captum's helpers: streaming statistics, baseline helpers, interpretable embedding layer (issue 14)
+from .baselines import ProductBaselines, TokenReferenceBase
+from .interpretable_embedding import (
+    InterpretableEmbeddingBase, configure_interpretable_embedding_layer, interpretable_embedding_layer,
+    remove_interpretable_embedding_layer,
+)
+from .summarizer import (
+    MSE, ClassSummarizer, CommonStats, Count, Max, Mean, Min, Stat, StatValue, StdDev, Sum, Summarizer,
+    SummarizerSingleTensor, Var,
+)
+
+__all__ += [
+    "ClassSummarizer", "CommonStats", "Count", "InterpretableEmbeddingBase", "MSE", "Max", "Mean", "Min",
+    "ProductBaselines", "Stat", "StatValue", "StdDev", "Sum", "Summarizer", "SummarizerSingleTensor",
+    "TokenReferenceBase", "Var", "configure_interpretable_embedding_layer", "interpretable_embedding_layer",
+    "remove_interpretable_embedding_layer",
+]
+
 # base class of the neuron methods (for isinstance checks and subclassing, as Captum's NeuronAttribution)
 from .neuron import NeuronAttribution
 
