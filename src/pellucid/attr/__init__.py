@@ -17,21 +17,24 @@ __all__ = [
 from .feature_ablation import FeatureAblation
 from .feature_permutation import FeaturePermutation
 from .kernel_shap import KernelShap
-from .lime import Lime
+from .lime import Lime, get_exp_kernel_similarity_function
 from .occlusion import Occlusion
 from .shapley import ShapleyValueSampling, ShapleyValues
-from .surrogate import Lasso, LinearRegression, Ridge
+from .surrogate import (Lasso, LinearRegression, Ridge, SkLearnLasso, SkLearnLinearModel, SkLearnLinearRegression,
+                        SkLearnRidge)
 
 __all__ += [
     "FeatureAblation", "FeaturePermutation", "KernelShap", "Lasso", "Lime", "LinearRegression", "Occlusion",
     "Ridge", "ShapleyValueSampling", "ShapleyValues",
+    "SkLearnLasso", "SkLearnLinearModel", "SkLearnLinearRegression", "SkLearnRidge", "get_exp_kernel_similarity_function",
 ]
 
 # CAM family and LRP (issue 4)
 from .cam import AblationCAM, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM, token_grid
-from .lrp import LRP, Composite, LayerLRP
+from .lrp import LRP, Alpha1_Beta0_Rule, Composite, EpsilonRule, GammaRule, IdentityRule, LayerLRP, PropagationRule
 
 __all__ += [
+    "Alpha1_Beta0_Rule", "EpsilonRule", "GammaRule", "IdentityRule", "PropagationRule",
     "AblationCAM", "Composite", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LRP", "LayerCAM", "LayerLRP",
     "ScoreCAM", "XGradCAM", "token_grid",
 ]
@@ -79,3 +82,13 @@ __all__ += [
 from .neuron import NeuronAttribution
 
 __all__ += ["NeuronAttribution"]
+
+
+# dataset-level attribution (issue 13) lives in pellucid.jobs, which sits above attr: exported lazily, so that
+# importing pellucid.attr does not import pellucid.jobs
+def __getattr__(name: str):
+    if name in ("DataLoaderAttribution", "InputRole"):
+        from ..jobs import dataloader_attribution
+
+        return getattr(dataloader_attribution, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..core.inputs import BaselineType, TensorOrTuple, restore_form
-from ..core.perturb import CoalitionPlan, MaskType, ablation_present, evaluate, finish
+from ..core.perturb import CoalitionPlan, MaskType, ablation_present, finish
 from ..core.targets import TargetType
-from ._perturbation import PerturbationAttribution
+from ._perturbation import PerturbationAttribution, as_future, run_plan
 
 
 class FeatureAblation(PerturbationAttribution):
@@ -19,6 +19,12 @@ class FeatureAblation(PerturbationAttribution):
 
     ``attribute`` returns the inputs' shapes; with ``target=None`` and a model output ``(N, C)`` it returns
     ``(N, C, ...)`` (every output at once). Needs ``N x (1 + G)`` forward rows for ``G`` groups.
+
+    A model whose output aggregates the batch (a scalar such as a loss, or ``(K,)`` without a batch dim) is
+    handled as in Captum: each group is ablated in all examples at once and the result is
+    ``F(batch) - F(batch with the group ablated)``, shape ``(K, *input.shape[1:])`` (``(1, ...)`` for a scalar);
+    the feature mask must then be shared by the batch. ``attribute_future`` does the same for a model returning
+    ``torch.futures.Future``.
     """
 
     def attribute(
@@ -47,8 +53,12 @@ class FeatureAblation(PerturbationAttribution):
             perturbations_per_eval, show_progress,
         )
         g = mask.n_groups
-        with call.guard:
-            scores = evaluate(call.ev, call.inputs, bases, CoalitionPlan(mask, 1 + g, ablation_present(g)), tag="ablation")
+        scores = run_plan(call, bases, lambda n: CoalitionPlan(mask, 1 + g, ablation_present(g)), "ablation", mask)
         v = scores.values
         diff = (v[:, :1] - v[:, 1:]).transpose(1, 2)  # (N, K, G)
         return restore_form(finish(mask.spread(diff), scores), call.was_tuple)
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """``attribute`` for a ``forward_func`` returning ``torch.futures.Future`` (same arguments); returns a
+        ``torch.futures.Future`` of the attributions (as Captum's)."""
+        return as_future(self, *args, **kwargs)

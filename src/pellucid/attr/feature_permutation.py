@@ -16,9 +16,9 @@ from torch import Tensor
 
 from ..core.errors import check_generator
 from ..core.inputs import TensorOrTuple, restore_form
-from ..core.perturb import CoalitionPlan, FeatureMask, MaskType, ablation_present, evaluate, finish
+from ..core.perturb import CoalitionPlan, FeatureMask, MaskType, ablation_present, finish
 from ..core.targets import TargetType
-from ._perturbation import PerturbationAttribution
+from ._perturbation import PerturbationAttribution, as_future, run_plan
 
 
 def batch_permutations(n_groups: int, n: int, generator: torch.Generator | None) -> Tensor:
@@ -81,6 +81,11 @@ class FeaturePermutation(PerturbationAttribution):
             input, as in Captum); the results are then evaluated in memory-budgeted chunks like baselines. Default
             None: one permutation per group drawn with ``generator``/``seed`` and gathered chunk by chunk (no
             per-group calls), uniform over the non-identity permutations like Captum's default.
+
+    A model whose output aggregates the batch (a loss or an accuracy over the batch, ``(K,)`` without a batch dim)
+    gives Captum's permutation importance of the batch: ``F(batch) - F(batch with group g permuted)``, shape
+    ``(K, *input.shape[1:])`` (``(1, ...)`` for a scalar). ``attribute_future`` accepts a model returning
+    ``torch.futures.Future``.
     """
 
     def __init__(self, forward_func: Callable, perm_func: PermFunc | None = None):
@@ -127,8 +132,12 @@ class FeaturePermutation(PerturbationAttribution):
                 return perms[(p - 1).clamp(min=0), ex]
 
             plan = CoalitionPlan(mask, 1 + g, ablation_present(g), source)
-        with call.guard:
-            scores = evaluate(call.ev, call.inputs, bases, plan, tag="permutation")
+        scores = run_plan(call, bases, lambda n: plan, "permutation", mask)
         v = scores.values
         diff = (v[:, :1] - v[:, 1:]).transpose(1, 2)
         return restore_form(finish(mask.spread(diff), scores), call.was_tuple)
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """``attribute`` for a ``forward_func`` returning ``torch.futures.Future`` (same arguments); returns a
+        ``torch.futures.Future`` of the attributions (as Captum's)."""
+        return as_future(self, *args, **kwargs)

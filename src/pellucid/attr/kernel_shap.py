@@ -59,8 +59,12 @@ class KernelShap(PerturbationAttribution):
     perturbations_per_eval=None, return_input_shape=True, show_progress=False, *, antithetic=True,
     generator=None, seed=None, forward_kwargs=None, batch_size=None)`` returns the inputs' shapes (or ``(N, G)``
     with ``return_input_shape=False``; ``(N, C, ...)`` for every output with ``target=None`` on ``(N, C)``).
-    The attributions of each example sum to ``F(x) - F(baseline)``.
+    The attributions of each example sum to ``F(x) - F(baseline)``. ``multiplies_by_inputs`` is False (as Captum).
+    A model whose output aggregates the batch is handled as in Captum (coalitions shared by the batch, applied to
+    all examples at once; result ``(1, ...)``, or ``(K, ...)`` for a ``(K,)`` batch output).
     """
+
+    _multiply_by_inputs = False
 
     def attribute(
         self,
@@ -86,24 +90,28 @@ class KernelShap(PerturbationAttribution):
             inputs, baselines, target, additional_forward_args, forward_kwargs, feature_mask, batch_size,
             perturbations_per_eval, show_progress,
         )
-        n, g = call.n, mask.n_groups
-        device = call.inputs[0].device
-        if g < 2:
-            inner = torch.zeros((n, 0, g), dtype=torch.bool)
-            weights = torch.ones((n, 0), dtype=torch.float64)
-        elif n_samples >= (1 << g) - 2:
-            z_all, w_all = all_coalitions(g)
-            inner = z_all.unsqueeze(0).expand(n, -1, -1)
-            weights = w_all.unsqueeze(0).expand(n, -1)
-        else:
-            inner = shapley_kernel_samples(n, n_samples, g, gen, antithetic)
-            weights = torch.ones(inner.shape[:2], dtype=torch.float64)
-        ends = torch.stack([torch.ones(n, g, dtype=torch.bool), torch.zeros(n, g, dtype=torch.bool)], dim=1)
-        z = torch.cat([ends, inner], dim=1).to(device)  # rows 0 and 1: the input and the baseline
-        scores, _ = coalition_scores(call, bases, mask, z, "kernel-shap")
-        v = scores.values  # (N, P, K)
+        g = mask.n_groups
+        weights_of: dict[int, Tensor] = {}
+
+        def draw(n: int) -> Tensor:
+            if g < 2:
+                inner = torch.zeros((n, 0, g), dtype=torch.bool)
+                weights = torch.ones((n, 0), dtype=torch.float64)
+            elif n_samples >= (1 << g) - 2:
+                z_all, w_all = all_coalitions(g)
+                inner = z_all.unsqueeze(0).expand(n, -1, -1)
+                weights = w_all.unsqueeze(0).expand(n, -1)
+            else:
+                inner = shapley_kernel_samples(n, n_samples, g, gen, antithetic)
+                weights = torch.ones(inner.shape[:2], dtype=torch.float64)
+            weights_of[n] = weights
+            ends = torch.stack([torch.ones(n, g, dtype=torch.bool), torch.zeros(n, g, dtype=torch.bool)], dim=1)
+            return torch.cat([ends, inner], dim=1)  # rows 0 and 1: the input and the baseline
+
+        scores, z, _ = coalition_scores(call, bases, mask, draw, "kernel-shap")
+        v = scores.values  # (N, P, K); (1, P, K) in aggregate mode
         f_x, f_b = v[:, 0], v[:, 1]
         coef = efficient_least_squares(
-            z[:, 2:].double(), v[:, 2:] - f_b.unsqueeze(1), weights.to(device), f_x - f_b
+            z[:, 2:].double(), v[:, 2:] - f_b.unsqueeze(1), weights_of[z.shape[0]].to(v.device), f_x - f_b
         ).to(v.dtype)
         return coefficients_result(coef, mask, scores, return_input_shape, call.was_tuple)

@@ -31,6 +31,8 @@ class LayerFeatureAblation(LayerAttribution):
     """Ablate groups of the layer's neurons (``layer_mask``) to ``layer_baselines`` and record the output change;
     returns the layer's shape. ``N x (1 + G)`` forward rows for ``G`` groups."""
 
+    _multiply_by_inputs = True  # an output difference, as FeatureAblation (Captum's value)
+
     def attribute(
         self,
         inputs: TensorOrTuple,
@@ -62,6 +64,8 @@ class LayerFeaturePermutation(LayerAttribution):
     """Permute groups of the layer's neurons (``layer_mask``) across the batch and record the output change
     (Breiman, 2001, "Random Forests"; Fisher et al., 2019, arXiv:1801.01489); returns the layer's shape.
     Reproducible with ``generator`` / ``seed``."""
+
+    _multiply_by_inputs = True  # as FeaturePermutation (Captum's value)
 
     def attribute(
         self,

@@ -7,7 +7,8 @@ similarity to the original input, and an interpretable model is fitted to ``F(pe
 are the attributions. All samples of all examples go through the batched engine together and the interpretable
 model is solved in torch for the whole batch at once.
 
-Pluggable parts (batched, unlike Captum's one-sample-at-a-time callables):
+Pluggable parts (batched, unlike Captum's one-sample-at-a-time callables, which are also accepted: see
+:mod:`._lime_forms`):
 
 * ``perturb_func(n, n_samples, n_features, generator) -> (n, n_samples, n_features)`` bool (default
   :func:`bernoulli_sampler`: every group kept with probability 1/2).
@@ -28,10 +29,12 @@ from torch import Tensor
 
 from ..core.errors import check_generator, check_positive_int
 from ..core.inputs import BaselineType, TensorOrTuple, restore_form
-from ..core.perturb import CoalitionPlan, FeatureMask, MaskType, Scores, evaluate, finish
+from ..core.perturb import CoalitionPlan, FeatureMask, MaskType, Scores, finish
 from ..core.targets import TargetType
 from ._base import Call
-from ._perturbation import PerturbationAttribution
+from ._lime_forms import (SampleContext, captum_kernel_settings, fit_captum_model, is_captum_model, is_per_sample,
+                          per_sample_perturbations, per_sample_similarity)
+from ._perturbation import PerturbationAttribution, run_plan
 from .surrogate import LinearRegression, Surrogate
 
 
@@ -46,10 +49,15 @@ def bernoulli_sampler(p: float = 0.5) -> Callable[[int, int, int, torch.Generato
     return sample
 
 
-def exp_cosine_similarity(kernel_width: float = 1.0) -> Callable[[tuple[Tensor, ...], tuple[Tensor, ...], Tensor], Tensor]:
-    """``exp(-d^2 / (2 kernel_width^2))`` with ``d = 1 - cos(original, perturbed)`` over all inputs flattened
-    and concatenated (Captum's ``get_exp_kernel_similarity_function("cosine", kernel_width)``, LIME's default
-    kernel). Returns ``similarity(original, perturbed, interpretable) -> (R,)`` float64 weights in ``(0, 1]``."""
+def exp_kernel_similarity(
+    distance_mode: str = "cosine", kernel_width: float = 1.0
+) -> Callable[[tuple[Tensor, ...], tuple[Tensor, ...], Tensor], Tensor]:
+    """``exp(-d^2 / (2 kernel_width^2))`` with ``d`` the cosine distance ``1 - cos(original, perturbed)`` or the
+    Euclidean distance ``|original - perturbed|``, over all inputs of a row flattened and concatenated (Captum's
+    ``get_exp_kernel_similarity_function(distance_mode, kernel_width)``, LIME's kernel), in the batched form:
+    ``similarity(original, perturbed, interpretable) -> (R,)`` float64 weights in ``(0, 1]``."""
+    if distance_mode not in ("cosine", "euclidean"):
+        raise ValueError(f"distance_mode must be 'cosine' or 'euclidean'; received {distance_mode!r}")
     if isinstance(kernel_width, bool) or not isinstance(kernel_width, (int, float)) or kernel_width <= 0:
         raise ValueError(f"kernel_width must be a positive number; received {kernel_width!r}")
 
@@ -59,38 +67,63 @@ def exp_cosine_similarity(kernel_width: float = 1.0) -> Callable[[tuple[Tensor, 
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
     def similarity(original: tuple[Tensor, ...], perturbed: tuple[Tensor, ...], interpretable: Tensor) -> Tensor:
-        cos = torch.nn.functional.cosine_similarity(flat(original), flat(perturbed), dim=1, eps=1e-12).double()
-        return torch.exp(-((1 - cos) ** 2) / (2.0 * kernel_width**2))
+        a, b = flat(original), flat(perturbed)
+        if distance_mode == "cosine":
+            d = 1 - torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-12).double()
+        else:
+            d = torch.linalg.vector_norm((a - b).double(), dim=1)
+        return torch.exp(-(d**2) / (2.0 * kernel_width**2))
 
     return similarity
 
 
-def coalition_scores(
-    call: Call, bases: tuple[Tensor, ...], mask: FeatureMask, z: Tensor, tag: str, similarity: Callable | None = None,
-) -> tuple[Scores, Tensor | None]:
-    """Scores of the coalitions ``z (N, P, G)`` bool for every example, and (with ``similarity``) the weights
-    ``(N, P)`` of the perturbed rows."""
-    n, per = z.shape[:2]
-    weights = torch.empty(n * per, dtype=torch.float64, device=z.device) if similarity is not None else None
+def exp_cosine_similarity(kernel_width: float = 1.0) -> Callable[[tuple[Tensor, ...], tuple[Tensor, ...], Tensor], Tensor]:
+    """:func:`exp_kernel_similarity` with the cosine distance (Captum's and LIME's default kernel)."""
+    return exp_kernel_similarity("cosine", kernel_width)
 
-    def present(ex: Tensor, p: Tensor) -> Tensor:
-        return z[ex, p]
+
+def get_exp_kernel_similarity_function(distance_mode: str = "cosine", kernel_width: float = 1.0) -> Callable:
+    """Captum's name for :func:`exp_kernel_similarity` (the batched kernel; pass it as ``similarity_func``)."""
+    return exp_kernel_similarity(distance_mode, kernel_width)
+
+
+def coalition_scores(
+    call: Call, bases: tuple[Tensor, ...], mask: FeatureMask, draw: Callable[[int], Tensor], tag: str,
+    similarity: Callable | None = None,
+) -> tuple[Scores, Tensor, Tensor | None]:
+    """Scores of the coalitions ``z = draw(n) (n, P, G)`` bool, and (with ``similarity(original, perturbed,
+    interpretable, ex) -> (R,)``) the weights ``(n, P)`` of the perturbed rows. ``n`` is ``N`` (one set of
+    coalitions per example) or, when the model's output aggregates the batch, 1 (one set for the whole batch,
+    Captum's aggregate mode). Returns ``(scores, z, weights)``."""
+    state: dict[str, Any] = {}
+
+    def make_plan(n_draw: int) -> CoalitionPlan:
+        z = draw(n_draw).to(call.inputs[0].device)
+        state["z"] = z
+        state["w"] = torch.empty(z.shape[0] * z.shape[1], dtype=torch.float64, device=z.device)
+
+        def present(ex: Tensor, p: Tensor) -> Tensor:
+            return z[ex, p]
+
+        return CoalitionPlan(mask, z.shape[1], present)
 
     def observe(rows: Tensor, ex: Tensor, p: Tensor, xs: tuple[Tensor, ...], original: tuple[Tensor, ...]) -> None:
-        w = similarity(original, xs, z[ex, p])
+        z, weights = state["z"], state["w"]
+        zi = z[ex.to(z.device) if z.shape[0] > 1 else torch.zeros_like(ex, device=z.device), p.to(z.device)]
+        w = similarity(original, xs, zi, ex)
         if not isinstance(w, Tensor) or w.shape != (rows.shape[0],):
             raise ValueError(f"similarity_func must return one weight per row, shape ({rows.shape[0]},); returned "
                              f"{tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__}")
-        weights[rows.to(z.device)] = w.to(device=z.device, dtype=torch.float64)
+        weights[rows.to(weights.device)] = w.to(device=weights.device, dtype=torch.float64)
 
-    with call.guard:
-        scores = evaluate(call.ev, call.inputs, bases, CoalitionPlan(mask, per, present), tag=tag,
-                          observe=observe if similarity is not None else None)
-    return scores, None if weights is None else weights.reshape(n, per)
+    scores = run_plan(call, bases, make_plan, tag, mask, observe if similarity is not None else None)
+    z = state["z"]
+    return scores, z, None if similarity is None else state["w"].reshape(z.shape[0], z.shape[1])
 
 
 def coefficients_result(coef: Tensor, mask: FeatureMask, scores: Scores, return_input_shape: bool, was_tuple: bool):
-    """``coef (N, K, G)`` -> the inputs' shapes, or ``(N, G)`` (``(N, *out_shape, G)`` for all outputs)."""
+    """``coef (N, K, G)`` -> the inputs' shapes, or ``(N, G)`` (``(N, *out_shape, G)`` for all outputs); in
+    aggregate mode ``(K, ...)`` / ``(K, G)``."""
     if return_input_shape:
         return restore_form(finish(mask.spread(coef), scores), was_tuple)
     return finish([coef], scores)[0]
@@ -101,30 +134,46 @@ class Lime(PerturbationAttribution):
 
     Args:
         forward_func: the model.
-        interpretable_model: surrogate with ``fit(X, y, weights)`` (default weighted linear regression).
-        similarity_func: row weights (default :func:`exp_cosine_similarity` with width 1).
-        perturb_func: coalition sampler (default :func:`bernoulli_sampler` with p = 0.5).
+        interpretable_model: surrogate with the batched ``fit(X (N, S, G), y (N, S, K), weights (N, S)) ->
+            (coef (N, K, G), intercept (N, K))`` (default weighted linear regression; also :class:`Ridge`,
+            :class:`Lasso`, the ``SkLearn*`` wrappers), or a Captum model with ``fit(DataLoader)`` and
+            ``representation()`` (fitted one example at a time, as Captum).
+        similarity_func: row weights, batched ``(original, perturbed, interpretable) -> (R,)`` (default
+            :func:`exp_cosine_similarity` with width 1), or Captum's per-sample
+            ``(original, perturbed, interpretable, **kwargs) -> float``; Captum's
+            ``get_exp_kernel_similarity_function`` kernels run batched.
+        perturb_func: coalition sampler, batched ``(n, n_samples, n_features, generator) -> (n, n_samples,
+            n_features)`` bool (default :func:`bernoulli_sampler` with p = 0.5), or Captum's per-sample
+            ``(original, **kwargs) -> (1, n_features)`` binary tensor or generator function yielding them.
+            Captum's per-sample forms are told apart by their ``**kwargs`` (see :mod:`._lime_forms`).
 
     ``attribute`` returns the inputs' shapes (``return_input_shape=True``, every position gets its group's
     coefficient) or the coefficients ``(N, G)``; ``(N, C, ...)`` for every output at once with ``target=None`` on
     an ``(N, C)`` output. ``N x n_samples`` forward rows (``n_samples`` defaults to 25, as Captum's
-    ``Lime.attribute``).
+    ``Lime.attribute``). A model whose output aggregates the batch is handled as in Captum: the samples are shared
+    by the batch, and the result is ``(1, ...)`` (``(K, ...)`` for a ``(K,)`` batch output).
+    ``multiplies_by_inputs`` is False (as Captum: the coefficients are local slopes).
     """
+
+    _multiply_by_inputs = False
 
     def __init__(
         self,
         forward_func: Callable,
-        interpretable_model: Surrogate | None = None,
+        interpretable_model: Surrogate | Any | None = None,
         similarity_func: Callable | None = None,
         perturb_func: Callable | None = None,
     ):
         super().__init__(forward_func)
         model = interpretable_model if interpretable_model is not None else LinearRegression()
         if not callable(getattr(model, "fit", None)):
-            raise TypeError(f"interpretable_model must have fit(X, y, weights); received {type(model).__name__}")
+            raise TypeError(f"interpretable_model must have fit(X, y, weights) (or Captum's fit(DataLoader) and "
+                            f"representation()); received {type(model).__name__}")
         for name, f in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
             if f is not None and not callable(f):
                 raise TypeError(f"{name} must be callable; received {type(f).__name__}")
+        if similarity_func is not None and captum_kernel_settings(similarity_func) is not None:
+            similarity_func = exp_kernel_similarity(*captum_kernel_settings(similarity_func))
         self.interpretable_model = model
         self.similarity_func = similarity_func if similarity_func is not None else exp_cosine_similarity()
         self.perturb_func = perturb_func if perturb_func is not None else bernoulli_sampler()
@@ -152,13 +201,31 @@ class Lime(PerturbationAttribution):
             inputs, baselines, target, additional_forward_args, forward_kwargs, feature_mask, batch_size,
             perturbations_per_eval, show_progress,
         )
-        z = self.perturb_func(call.n, n_samples, mask.n_groups, gen)
-        if not isinstance(z, Tensor) or tuple(z.shape) != (call.n, n_samples, mask.n_groups):
-            raise ValueError(
-                f"perturb_func must return a tensor of shape (N, n_samples, G) = {(call.n, n_samples, mask.n_groups)}; "
-                f"returned {tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__}"
-            )
-        z = z.to(device=call.inputs[0].device).bool()
-        scores, weights = coalition_scores(call, bases, mask, z, "lime", self.similarity_func)
-        coef, _ = self.interpretable_model.fit(z.to(scores.values.dtype), scores.values, weights)
+        g = mask.n_groups
+        ctx = SampleContext(call.inputs, call.was_tuple, bases, mask)
+
+        def draw(n: int) -> Tensor:
+            if is_per_sample(self.perturb_func):
+                return per_sample_perturbations(self.perturb_func, ctx, n, n_samples)
+            z = self.perturb_func(n, n_samples, g, gen)
+            if not isinstance(z, Tensor) or tuple(z.shape) != (n, n_samples, g):
+                raise ValueError(
+                    f"perturb_func must return a tensor of shape (n, n_samples, G) = {(n, n_samples, g)}; "
+                    f"returned {tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__}"
+                )
+            return z.bool()
+
+        if is_per_sample(self.similarity_func):
+            similarity = per_sample_similarity(self.similarity_func, ctx)
+        else:
+            def similarity(original: tuple, perturbed: tuple, interpretable: Tensor, ex: Tensor) -> Tensor:
+                return self.similarity_func(original, perturbed, interpretable)
+
+        scores, z, weights = coalition_scores(call, bases, mask, draw, "lime", similarity)
+        X = z.to(scores.values.dtype)
+        if is_captum_model(self.interpretable_model):
+            y = scores.values if scores.values.dim() == 3 else scores.values.unsqueeze(-1)
+            coef = fit_captum_model(self.interpretable_model, X, y, weights).to(X.device)
+        else:
+            coef, _ = self.interpretable_model.fit(X, scores.values, weights)
         return coefficients_result(coef.to(scores.values.dtype), mask, scores, return_input_shape, call.was_tuple)

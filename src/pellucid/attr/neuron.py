@@ -318,6 +318,8 @@ class NeuronFeatureAblation(NeuronAttribution):
     """Feature ablation of the selected neuron: the change of its value when a group of input features
     (``feature_mask``) is set to its baseline; inputs' shapes. Forward only up to the layer."""
 
+    _multiply_by_inputs = True  # an output difference, as FeatureAblation (Captum's value)
+
     def attribute(self, inputs: TensorOrTuple, neuron_selector: SelectorType, baselines: BaselineType = None,
                   additional_forward_args: Any = None, feature_mask: Any = None,
                   attribute_to_neuron_input: bool = False, perturbations_per_eval: int | None = None, *,

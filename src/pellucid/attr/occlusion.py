@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, restore_form
-from ..core.perturb import WindowPlan, evaluate, finish, perturbation_batch_size
+from ..core.perturb import WindowPlan, finish, perturbation_batch_size
 from ..core.targets import TargetType
-from ._perturbation import PerturbationAttribution
+from ._perturbation import PerturbationAttribution, run_plan
 
 _MASK_CHUNK = 256  # windows whose masks are materialised at once when assembling attributions
 
@@ -69,7 +69,8 @@ class Occlusion(PerturbationAttribution):
     inputs' shapes (``(N, C, ...)`` for every output at once with ``target=None`` on an ``(N, C)`` output).
     Needs ``N x (1 + windows)`` forward rows; ``windows`` = prod over dims of ``ceil((size - window) / stride) + 1``
     (starts past the edge, possible only when ``stride > window``, are skipped; see
-    :func:`~pellucid.core.perturb.window_count`).
+    :func:`~pellucid.core.perturb.window_count`). A model whose output aggregates the batch (a scalar or ``(K,)``
+    without a batch dim) is occluded in all examples at once, as Captum: result ``(K, *input.shape[1:])``.
     """
 
     def attribute(
@@ -102,8 +103,7 @@ class Occlusion(PerturbationAttribution):
                 raise ValueError(f"{where} = {w} is larger than the input (shape without batch {tuple(x.shape[1:])})")
         bases = format_baselines(baselines, call.inputs)
         plan = WindowPlan([x.shape[1:] for x in call.inputs], windows, steps)
-        with call.guard:
-            scores = evaluate(call.ev, call.inputs, bases, plan, tag="occlusion")
+        scores = run_plan(call, bases, lambda n: plan, "occlusion")
         v = scores.values
         diff = v[:, :1] - v[:, 1:]  # (N, W_total, K)
         out = []

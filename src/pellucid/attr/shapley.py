@@ -23,9 +23,9 @@ from torch import Tensor
 
 from ..core.errors import check_generator, check_positive_int
 from ..core.inputs import BaselineType, TensorOrTuple, restore_form
-from ..core.perturb import CoalitionPlan, MaskType, evaluate, finish, random_permutations
+from ..core.perturb import CoalitionPlan, MaskType, finish, random_permutations
 from ..core.targets import TargetType
-from ._perturbation import PerturbationAttribution
+from ._perturbation import PerturbationAttribution, as_future, run_plan
 
 
 class ShapleyValueSampling(PerturbationAttribution):
@@ -35,6 +35,11 @@ class ShapleyValueSampling(PerturbationAttribution):
     n_samples=25, perturbations_per_eval=None, show_progress=False, *, antithetic=True, generator=None, seed=None,
     forward_kwargs=None, batch_size=None)`` returns the inputs' shapes (``(N, C, ...)`` for every output at once
     with ``target=None`` on an ``(N, C)`` output). ``n_samples`` is the number of orders per example.
+
+    A model whose output aggregates the batch (a scalar or a tensor without a batch dim) is handled as in Captum:
+    the orders are shared by the batch, each group is added in all examples at once, and the result has the batch
+    output's shape followed by the input's (``(1, ...)`` for a scalar). ``attribute_future`` accepts a model
+    returning ``torch.futures.Future``.
     """
 
     def attribute(
@@ -60,22 +65,28 @@ class ShapleyValueSampling(PerturbationAttribution):
             inputs, baselines, target, additional_forward_args, forward_kwargs, feature_mask, batch_size,
             perturbations_per_eval, show_progress,
         )
-        n, g, s = call.n, mask.n_groups, n_samples
-        device = call.inputs[0].device
+        g, s = mask.n_groups, n_samples
         inner = g - 1  # coalitions strictly between the baseline and the input along one order
-        order = random_permutations(n, s, g, gen, antithetic).to(device)
-        rank = order.argsort(-1)  # rank[e, s, group] = position of the group in the order
+        ranks: list[Tensor] = []
 
-        def present(ex: Tensor, p: Tensor) -> Tensor:
-            q = (p - 2).clamp(min=0)
-            k = torch.where(p == 0, g, torch.where(p == 1, 0, q % max(inner, 1) + 1))
-            r = rank[ex, q // max(inner, 1)] if inner > 0 else rank[ex, 0]
-            return r < k.unsqueeze(1)
+        def make_plan(n_draw: int) -> CoalitionPlan:
+            # orders per example (one shared order set for the whole batch in aggregate mode)
+            order = random_permutations(n_draw, s, g, gen, antithetic).to(call.inputs[0].device)
+            rank = order.argsort(-1)  # rank[e, s, group] = position of the group in the order
+            ranks.append(rank)
 
-        with call.guard:
-            scores = evaluate(call.ev, call.inputs, bases, CoalitionPlan(mask, 2 + s * inner, present), tag="shapley")
-        v = scores.values  # (N, P, K)
-        kk = v.shape[2]
+            def present(ex: Tensor, p: Tensor) -> Tensor:
+                q = (p - 2).clamp(min=0)
+                k = torch.where(p == 0, g, torch.where(p == 1, 0, q % max(inner, 1) + 1))
+                r = rank[ex, q // max(inner, 1)] if inner > 0 else rank[ex, 0]
+                return r < k.unsqueeze(1)
+
+            return CoalitionPlan(mask, 2 + s * inner, present)
+
+        scores = run_plan(call, bases, make_plan, "shapley", mask)
+        v = scores.values  # (N, P, K); (1, P, K) in aggregate mode
+        rank = ranks[-1]
+        n, kk = v.shape[0], v.shape[2]
         walk = torch.cat(
             [v[:, 1:2].expand(n, s, kk).unsqueeze(2), v[:, 2:].reshape(n, s, inner, kk), v[:, 0:1].expand(n, s, kk).unsqueeze(2)],
             dim=2,
@@ -83,7 +94,12 @@ class ShapleyValueSampling(PerturbationAttribution):
         step = walk[:, :, 1:] - walk[:, :, :-1]  # (N, S, G, K): contribution of the k-th group of the order
         idx = rank.unsqueeze(-1).expand(n, s, g, kk)
         phi = step.gather(2, idx).mean(1)  # (N, G, K)
-        return restore_form(finish(mask.spread(phi.transpose(1, 2)), scores), call.was_tuple)
+        return restore_form(finish(mask.spread(phi.transpose(1, 2)), scores, flat_aggregate=False), call.was_tuple)
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """``attribute`` for a ``forward_func`` returning ``torch.futures.Future`` (same arguments); returns a
+        ``torch.futures.Future`` of the attributions (as Captum's)."""
+        return as_future(self, *args, **kwargs)
 
 
 def shapley_weights(g: int) -> Tensor:
@@ -99,7 +115,8 @@ class ShapleyValues(PerturbationAttribution):
     Raises ``ValueError`` above :attr:`max_features` (16) groups: use :class:`ShapleyValueSampling` or
     :class:`~pellucid.attr.KernelShap` there. Returns the inputs' shapes (``(N, C, ...)`` for every output at once
     with ``target=None`` on an ``(N, C)`` output). The attributions of each example sum to
-    ``F(x) - F(baseline)`` up to float rounding.
+    ``F(x) - F(baseline)`` up to float rounding. Aggregate outputs and ``attribute_future`` as
+    :class:`ShapleyValueSampling`.
     """
 
     max_features = 16
@@ -133,9 +150,8 @@ class ShapleyValues(PerturbationAttribution):
         def present(ex: Tensor, p: Tensor) -> Tensor:
             return (p.unsqueeze(1) & bits) != 0
 
-        with call.guard:
-            scores = evaluate(call.ev, call.inputs, bases, CoalitionPlan(mask, 1 << g, present), tag="exact-shapley")
-        v = scores.values.double()  # (N, 2^G, K)
+        scores = run_plan(call, bases, lambda n: CoalitionPlan(mask, 1 << g, present), "exact-shapley", mask)
+        v = scores.values.double()  # (N, 2^G, K); (1, 2^G, K) in aggregate mode
         coalitions = torch.arange(1 << g, device=device)
         size = torch.zeros_like(coalitions)
         for j in range(g):
@@ -147,4 +163,9 @@ class ShapleyValues(PerturbationAttribution):
             diff = v[:, without | (1 << j)] - v[:, without]  # (N, 2^(G-1), K)
             phi.append(torch.einsum("npk,p->nk", diff, w[size[without]]))
         phi_t = torch.stack(phi, dim=2).to(scores.values.dtype)  # (N, K, G)
-        return restore_form(finish(mask.spread(phi_t), scores), call.was_tuple)
+        return restore_form(finish(mask.spread(phi_t), scores, flat_aggregate=False), call.was_tuple)
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """``attribute`` for a ``forward_func`` returning ``torch.futures.Future`` (same arguments); returns a
+        ``torch.futures.Future`` of the attributions (as Captum's)."""
+        return as_future(self, *args, **kwargs)

@@ -15,6 +15,14 @@ broadcastable to it; the same id in several inputs is one group spanning them) o
 ``K`` is the number of scores per row: 1 for a target that picks one output, or every output of the model when
 ``target=None`` and the model returns more than one value per example (``(N, C)`` -> ``K = C``); the methods then
 return attributions ``(N, C, ...)`` for all outputs at once.
+
+**Aggregate mode** (Captum's behaviour for a model whose output summarises the whole batch: a number, a 0-d
+tensor, or a tensor whose dim 0 is not the number of rows, e.g. a loss or an accuracy). :func:`evaluate` notices
+it on its first chunk and raises :class:`AggregateOutput`; the method then evaluates with
+:func:`evaluate_aggregate`: every perturbation is applied to *all* examples of the batch at once (one coalition
+for the whole batch, one model call of ``N`` rows per perturbation) and the batch output is attributed. The
+scores then have one "example", ``values (1, P, K)``, and :func:`finish` returns ``(K, ...)`` (or the output's
+shape, ``(*out_shape, ...)``), as Captum does.
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ from torch import Tensor
 from .batching import Chunker, measure_forward_peak
 from .errors import check_positive_int
 from .gradients import Evaluator
+from .targets import Target
 
 MaskType = Union[None, Tensor, Sequence[Tensor]]
 
@@ -158,13 +167,15 @@ class CoalitionPlan(Plan):
         n_perturb: int,
         present: Callable[[Tensor, Tensor], Tensor],
         source: Callable[[Tensor, Tensor], Tensor] | None = None,
+        shared: bool = False,
     ):
         self.features, self.n_perturb, self._present, self._source = mask, n_perturb, present, source
+        self.shared = shared  # one coalition for all examples: present() is asked for example 0 (aggregate mode)
         self._cache: tuple | None = None
 
     def present(self, ex: Tensor, p: Tensor) -> Tensor:
         if self._cache is None or self._cache[0] is not ex or self._cache[1] is not p:
-            self._cache = (ex, p, self._present(ex, p))
+            self._cache = (ex, p, self._present(torch.zeros_like(ex) if self.shared else ex, p))
         return self._cache[2]
 
     def replaced(self, i: int, ex: Tensor, p: Tensor) -> Tensor | None:
@@ -240,13 +251,62 @@ class WindowPlan(Plan):
 
 
 # -- evaluation -------------------------------------------------------------------------------------------------
+class AggregateOutput(Exception):
+    """The model's output aggregates the batch (no dim 0 of one value per row): use :func:`evaluate_aggregate`."""
+
+
+def aggregates(out: Any, rows: int) -> bool:
+    """True when a model output for ``rows`` rows summarises the batch: a Python number, a 0-d tensor or a tensor
+    whose dim 0 is not ``rows`` (Captum's "aggregate" output mode). Other objects (dicts, ...) are left to the
+    target."""
+    if isinstance(out, (int, float)) and not isinstance(out, bool):
+        return True
+    return isinstance(out, Tensor) and (out.dim() == 0 or out.shape[0] != rows)
+
+
+def aggregate_scores(out: Any, target: Target) -> Tensor:
+    """The selected part of a batch-aggregating output (any shape): the output itself for ``target=None``, the
+    target callable's result, or ``output[:, t...]`` for an int/tuple target (indexing dims 1..k as Captum; the
+    target must be the same for every example)."""
+    if isinstance(out, (int, float)) and not isinstance(out, bool):
+        out = torch.tensor(float(out), dtype=torch.get_default_dtype())
+    if target.fn is not None:
+        s = target.fn(out)
+        if not isinstance(s, Tensor):
+            raise TypeError(f"the target callable must return a tensor; returned {type(s).__name__}")
+        return s
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the model returned {type(out).__name__}; return a tensor or pass target=callable")
+    if target.index is None:
+        return out
+    idx = target.index
+    if bool((idx != idx[:1]).any()):
+        raise ValueError(
+            "target holds different indices per example, but the model's output aggregates the whole batch (shape "
+            f"{tuple(out.shape)}, not one row per example): give one target for the batch (an int, a tuple or None)"
+        )
+    idx = idx[0].tolist()
+    if out.dim() < 1 + len(idx):
+        raise ValueError(
+            f"target {idx[0] if len(idx) == 1 else tuple(idx)} indexes output dim(s) 1..{len(idx)}, but the model's "
+            f"output aggregates the whole batch and has shape {tuple(out.shape)}; use target=None (attribute every "
+            "value of the output) or a callable"
+        )
+    for d, (i, size) in enumerate(zip(idx, out.shape[1:]), start=1):
+        if not -size <= i < size:
+            raise ValueError(f"target index {i} is out of range for dim {d} of the model's output {tuple(out.shape)}")
+    return out[(slice(None),) + tuple(idx)]
+
+
 @dataclass
 class Scores:
     """Model scores of all rows: ``values (N, P, K)``; ``out_shape`` is the per-example output shape that ``K``
-    flattens (``()`` when one score per row was selected)."""
+    flattens (``()`` when one score per row was selected). In aggregate mode (``aggregate=True``) ``values`` is
+    ``(1, P, K)`` and ``out_shape`` is the shape of the selected batch output."""
 
     values: Tensor
     out_shape: tuple[int, ...]
+    aggregate: bool = False
 
     @property
     def multi(self) -> bool:
@@ -261,9 +321,10 @@ class RowScores:
     first chunk and then gathered directly (no per-chunk validation).
     """
 
-    def __init__(self, ev: Evaluator):
+    def __init__(self, ev: Evaluator, detect_aggregate: bool = True):
         self.ev, self.t = ev, ev.target
         self.index: Tensor | None = None
+        self.detect_aggregate = detect_aggregate  # first call only: raise AggregateOutput for a batch output
 
     def __call__(self, xs: tuple[Tensor, ...], ex: Tensor, chunker: Chunker | None = None) -> tuple[Tensor, tuple]:
         r = ex.shape[0]
@@ -274,6 +335,10 @@ class RowScores:
                 chunker.record(r, peak[0])
             else:
                 out = self.ev.run(xs, ex)
+            if self.detect_aggregate:
+                self.detect_aggregate = False
+                if aggregates(out, r):
+                    raise AggregateOutput(tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__)
             t = self.t
             if t.fn is None and t.index is None:
                 if not isinstance(out, Tensor):
@@ -367,14 +432,65 @@ def evaluate(
     return Scores(values.reshape(n, per, -1), shape)
 
 
+def evaluate_aggregate(
+    ev: Evaluator,
+    inputs: tuple[Tensor, ...],
+    baselines: tuple[Tensor, ...],
+    plan: Plan,
+    observe: Callable[[Tensor, Tensor, Tensor, tuple[Tensor, ...], tuple[Tensor, ...]], None] | None = None,
+) -> Scores:
+    """Aggregate mode: perturbation ``p`` is applied to all ``N`` examples at once and the model's batch output
+    (selected by :func:`aggregate_scores`) is recorded; one model call of ``N`` rows per perturbation (the output
+    cannot be split by rows, so perturbations are not batched together). A :class:`CoalitionPlan` should be
+    ``shared`` (one coalition for the batch). ``observe`` sees each perturbation as a single row whose tensors are
+    the whole batch (``(1, N, ...)``). Returns :class:`Scores` with ``values (1, P, K)`` and ``aggregate=True``.
+    """
+    n, per = inputs[0].shape[0], plan.n_perturb
+    device = inputs[0].device
+    ex = torch.arange(n, device=device)
+    values: Tensor | None = None
+    shape: tuple = ()
+    steps: Any = range(per)
+    if ev.show_progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=ev.desc, unit="perturbation", leave=False)
+    for q in steps:
+        p = torch.full_like(ex, q)
+        xs = build_rows(inputs, inputs, baselines, plan, ex, p)
+        with torch.no_grad():
+            s = aggregate_scores(ev.run(xs, ex), ev.target).detach()
+        if values is None:
+            shape = tuple(s.shape)
+            dtype = s.dtype if s.is_floating_point() else torch.get_default_dtype()
+            values = torch.empty((per, max(1, s.numel())), dtype=dtype, device=s.device)
+        elif tuple(s.shape) != shape:
+            raise ValueError(f"the model's output changed shape between perturbations ({shape} vs {tuple(s.shape)})")
+        values[q] = s.reshape(-1).to(values.dtype)
+        if observe is not None:
+            one = torch.tensor([q], device=device)
+            observe(one, torch.zeros_like(one), one, tuple(x.unsqueeze(0) for x in xs), tuple(x.unsqueeze(0) for x in inputs))
+    if values is None:
+        raise ValueError("no perturbations to evaluate")
+    return Scores(values.reshape(1, per, -1), shape, aggregate=True)
+
+
 # -- results ----------------------------------------------------------------------------------------------------
-def finish(per_input: Sequence[Tensor], scores: Scores) -> tuple[Tensor, ...]:
+def finish(per_input: Sequence[Tensor], scores: Scores, flat_aggregate: bool = True) -> tuple[Tensor, ...]:
     """Per-input attributions ``(N, K, *shape_i)`` -> ``(N, *out_shape, *shape_i)`` for all outputs at once, or
-    ``(N, *shape_i)`` for a single score."""
+    ``(N, *shape_i)`` for a single score.
+
+    Aggregate mode (``(1, K, *shape_i)``): ``(K, *shape_i)`` with ``flat_aggregate`` (Captum's FeatureAblation,
+    Occlusion, FeaturePermutation, Lime, KernelShap: ``(1, ...)`` for a scalar output), else the batch output's
+    shape ``(*out_shape, *shape_i)`` with a scalar counted as ``(1,)`` (Captum's Shapley value methods)."""
     out = []
     for a in per_input:
         n, rest = a.shape[0], tuple(a.shape[2:])
-        out.append(a.reshape((n,) + scores.out_shape + rest) if scores.multi else a[:, 0])
+        if scores.aggregate:
+            lead = (a.shape[1],) if flat_aggregate or not scores.out_shape else scores.out_shape
+            out.append(a[0].reshape(lead + rest))
+        else:
+            out.append(a.reshape((n,) + scores.out_shape + rest) if scores.multi else a[:, 0])
     return tuple(out)
 
 
