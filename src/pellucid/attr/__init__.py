@@ -92,3 +92,14 @@ def __getattr__(name: str):
 
         return getattr(dataloader_attribution, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# LLM attribution (issue 14): Captum's LLMAttribution API; transformers is imported only by the models it is given
+from .llm import (
+    InterpretableInput, LLMAttribution, LLMAttributionResult, LLMGradientAttribution, TextTemplateInput,
+    TextTokenInput,
+)
+
+__all__ += [
+    "InterpretableInput", "LLMAttribution", "LLMAttributionResult", "LLMGradientAttribution", "TextTemplateInput",
+    "TextTokenInput",
+]
