@@ -1,0 +1,25 @@
+"""Demo factories for ``python -m pellucid attribute --config examples/job.toml``: the shapes images and a small
+CNN trained on them (seeded, deterministic, a few seconds on one CPU thread). Named in a job's TOML as
+``pellucid.jobs.demo:shapes_model`` and ``pellucid.jobs.demo:shapes_dataset``."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import ShapesData, SimpleCNN, make_shapes, train_quick
+
+
+def shapes_dataset(n: int = 512, seed: int = 1, size: int = 32) -> ShapesData:
+    """``n`` procedural shape images ``(3, size, size)`` with labels (:func:`pellucid.data.make_shapes`), generated
+    from ``seed`` (default 1: images the model was not trained on)."""
+    return make_shapes(n, size=size, seed=seed)
+
+
+def shapes_model(n_train: int = 2000, epochs: int = 6, seed: int = 0, size: int = 32) -> nn.Module:
+    """:class:`pellucid.data.SimpleCNN` trained on ``n_train`` shape images (seed ``seed``) with one thread, so
+    every process (and every Ray actor) builds the same weights."""
+    data = make_shapes(n_train, size=size, seed=seed)
+    torch.manual_seed(seed)
+    model = SimpleCNN(data.images.shape[1], len(data.classes))
+    train_quick(model, data.images, data.labels, epochs=epochs, lr=1e-2, seed=seed, num_threads=1)
+    return model.eval()
