@@ -7,9 +7,48 @@ HELP = "serve the interactive explorer on the built-in demo models and data (pri
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only; any "
+                   "other address requires the printed token)")
     p.add_argument("--port", type=int, default=0, help="port (default: 0, a free port)")
+    p.add_argument("--no-text", action="store_true", help="leave out the MiniLM sentence demo")
+    p.add_argument("--token", default=None, help="access token (default: generated when not on loopback)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("issue 10: the explorer's helper fills this in")
+    import importlib.util
+    import sys
+    import threading
+
+    missing = [m for m in ("fastapi", "uvicorn", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"the explorer needs the explorer extra (missing {', '.join(missing)}): "
+              "pip install 'pellucid[explorer]'", file=sys.stderr)
+        return 1
+    if not 0 <= args.port < 65536:
+        print(f"--port must be in [0, 65535]; received {args.port}", file=sys.stderr)
+        return 2
+    import torch
+
+    from .demo import demo_explorers
+    from .server import Server
+
+    if args.threads and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    explorers = demo_explorers(text=not args.no_text, log=log)
+    try:
+        server = Server(explorers, host=args.host, port=args.port, token=args.token)
+        url = server.start()
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    print(f"pellucid explorer: {url}", flush=True)
+    print("press Ctrl+C to stop", file=sys.stderr, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
