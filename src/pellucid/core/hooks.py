@@ -20,19 +20,27 @@ Rule = Callable[[Callable, tuple, dict], Any]
 
 class _GradOverride(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, backward_fn: Callable[[Tensor], Tensor]) -> Tensor:
+    def forward(ctx, x: Tensor, value: Tensor | list, backward_fn: Callable[[Tensor], Tensor]) -> Tensor:
         ctx.backward_fn = backward_fn
-        return value
+        # a value handed over in a list is not an input of the Function, so the output is not a view of it
+        return value.pop() if isinstance(value, list) else value
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         return ctx.backward_fn(grad), None, None
 
 
-def override_grad(x: Tensor, value: Tensor, backward_fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """A tensor equal to ``value`` whose gradient flows to ``x`` as ``backward_fn(grad_of_value)``."""
+def override_grad(x: Tensor, value: Tensor, backward_fn: Callable[[Tensor], Tensor], fresh: bool = False) -> Tensor:
+    """A tensor equal to ``value`` whose gradient flows to ``x`` as ``backward_fn(grad_of_value)``.
+
+    ``fresh=True`` returns a copy that owns its memory, which later code may modify in place (e.g. an
+    ``nn.ReLU(inplace=True)`` after the layer); otherwise the result is a view of ``value`` that autograd forbids
+    modifying in place (cheaper; for rules whose output is not modified in place).
+    """
     if not (torch.is_grad_enabled() and x.requires_grad):
-        return value
+        return value.clone() if fresh else value
+    if fresh:
+        return _GradOverride.apply(x, [value.detach().clone()], backward_fn)
     return _GradOverride.apply(x, value.detach(), backward_fn)
 
 

@@ -12,7 +12,10 @@ registered (once per call, whatever the number of chunks) and the space runs the
 * **capture** (:meth:`LayerSpace.activations`): a no-grad forward that stops right after the last tapped layer
   ran (the rest of the model is not evaluated) and returns the activations of every row, chunked.
 * **leaf** (:meth:`LayerSpace.grad_rows`): the activations become fresh leaves, so one forward and a backward
-  through the layers *after* the tap give the activations and the gradients of the target there.
+  through the layers *after* the tap give the activations and the gradients of the target there. With several
+  layers only the first to run is cut from the graph upstream; the others stay in it (the gradient at each is
+  taken at a zero probe added to it), so layers nested in or following one another each get their true
+  gradient, the same as when tapped alone.
 * **value** (:meth:`LayerSpace.value`): the forward stops after the layers and returns their (differentiable)
   values; neuron methods select a neuron from it.
 * **through** (:meth:`LayerSpace.grad_through`): the model runs unchanged; the target's gradient at the layers is
@@ -125,6 +128,7 @@ class LayerSpace(nn.Module):
         self._mode = "pass"
         self._replacements: list[Any] | None = None
         self._leaves: list[Any] = [None] * len(self.layers)
+        self._acts: list[Any] = [None] * len(self.layers)
         self.structure: list[int | None] | None = None
         self._depth = 0
 
@@ -164,10 +168,20 @@ class LayerSpace(nn.Module):
                 return new
             if mode == "leaf":
                 flat, n = _flat(value, self.layers[i])
-                leaves = [_leaf(t) for t in flat]
+                if not any(self._leaves):
+                    # the first tapped layer to run: its activations become leaves (the graph upstream is cut)
+                    leaves = [_leaf(t) for t in flat]
+                    self._acts[i] = leaves
+                    # the model gets non-leaf copies: an in-place op after the layer (ReLU(inplace=True)) stays legal
+                    given = [t.clone() if t.requires_grad else t for t in leaves]
+                else:
+                    # a later layer (nested in or after an earlier tapped one) must not cut the earlier layers'
+                    # gradients: it stays in the graph, and the gradient at it is taken at a zero probe added to it
+                    leaves = [torch.zeros_like(t, requires_grad=True) if torch.is_floating_point(t) else t for t in flat]
+                    self._acts[i] = [t.detach() for t in flat]
+                    with torch._C.DisableTorchFunction():  # a plain addition, unseen by rule modes (LRP, DeepLift)
+                        given = [t + p if p.requires_grad else t for t, p in zip(flat, leaves)]
                 self._leaves[i] = leaves
-                # the model gets non-leaf copies: an in-place op after the layer (ReLU(inplace=True)) stays legal
-                given = [t.clone() if t.requires_grad else t for t in leaves]
                 return given[0] if n is None else type(value)(given)
             if mode == "through":
                 flat, n = _flat(value, self.layers[i])
@@ -302,6 +316,7 @@ class LayerSpace(nn.Module):
         through the layers after the tap only (the activations are cut from the graph upstream)."""
         self._reset("leaf")
         self._leaves = [None] * len(self.layers)
+        self._acts = [None] * len(self.layers)
         try:
             xs = tuple(x.detach() for x in inputs)
             with torch.enable_grad():
@@ -312,16 +327,18 @@ class LayerSpace(nn.Module):
                 else:
                     score = ev.target.select(ev.run(xs, example_index), example_index)
                 values = self._values()  # checks every layer ran exactly once
-                acts = self._flatten([ls[0] if isinstance(v, Tensor) else tuple(ls) for ls, v in zip(self._leaves, values)])
-                diff = [a for a in acts if a.requires_grad]
+                wrt = [t for ls in self._leaves for t in ls]
+                acts = self._flatten([ls[0] if isinstance(v, Tensor) else tuple(ls) for ls, v in zip(self._acts, values)])
+                diff = [t for t in wrt if t.requires_grad]
                 if score.requires_grad and diff:
                     got = iter(torch.autograd.grad(score.sum(), diff, allow_unused=True))
-                    grads = tuple(next(got) if a.requires_grad else None for a in acts)
+                    grads = tuple(next(got) if t.requires_grad else None for t in wrt)
                 else:
                     grads = (None,) * len(acts)
         finally:
             self._mode = "pass"
             self._leaves = [None] * len(self.layers)
+            self._acts = [None] * len(self.layers)
             for tap in self._taps:
                 tap.values = []
         grads = tuple(torch.zeros_like(a) if g is None else g for g, a in zip(grads, acts))

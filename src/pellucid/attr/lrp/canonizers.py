@@ -27,10 +27,9 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ...core.hooks import FunctionRules
-from .rules import CONVOLUTIONS, LINEARS, layer_function, stabilize
+from .rules import BATCH_NORMS, CONVOLUTIONS, LINEARS, layer_function, stabilize
 
 Overrides = dict[nn.Module, tuple[Tensor, "Tensor | None"]]
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 Probe = Callable[[], Any]
@@ -153,6 +152,8 @@ class MergeBatchNorm(Canonizer):
                         f"({type(named[a]).__name__}, {type(named[b]).__name__})"
                     )
                 found.append((named[a], named[b]))
+        # a BatchNorm that carries its own LRP rule (``bn.rule = ...``, Captum's way) keeps it: not merged
+        found = [(layer, bn) for layer, bn in found if not hasattr(bn, "rule")]
         for layer, bn in found:
             if bn.training or bn.running_mean is None:
                 raise ValueError(

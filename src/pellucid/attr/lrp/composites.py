@@ -90,8 +90,9 @@ class Composite:
                 f"by_name={self.by_name}, first_layer={self.first_layer}, default={self.default})")
 
 
-def epsilon_composite(epsilon: float = 1e-6) -> Composite:
-    """LRP-epsilon on every supported layer (the default of :class:`~pellucid.attr.LRP`)."""
+def epsilon_composite(epsilon: float = 1e-9) -> Composite:
+    """LRP-epsilon on every supported layer (the default of :class:`~pellucid.attr.LRP`); ``epsilon`` defaults
+    to Captum's ``1e-9``."""
     return Composite(default=Epsilon(epsilon))
 
 

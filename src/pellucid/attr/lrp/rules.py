@@ -199,16 +199,33 @@ LINEARS = (nn.Linear,)
 AVERAGE_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                  nn.AdaptiveAvgPool3d)
 RULE_LAYERS = LINEARS + CONVOLUTIONS + AVERAGE_POOLS
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _batch_norm(module: nn.Module) -> LayerFunction:
+    def fn(x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+        if module.training or module.running_mean is None:
+            raise ValueError(
+                f"an LRP rule on {module} needs it in eval mode with running statistics (a BatchNorm in training "
+                "mode mixes the rows of the batch): call model.eval()"
+            )
+        return F.batch_norm(x, module.running_mean, module.running_var, w, b, False, 0.0, module.eps)
+
+    return fn
 
 
 def layer_function(module: nn.Module) -> LayerFunction | None:
-    """``f(x, weight, bias)`` computing ``module`` with given parameters (without its hooks); None if unsupported."""
+    """``f(x, weight, bias)`` computing ``module`` with given parameters (without its hooks); None if unsupported.
+    BatchNorm (eval mode, an affine map per channel) is supported for rules set on it explicitly; by default
+    :class:`~pellucid.attr.lrp.canonizers.MergeBatchNorm` folds it into the layer before it."""
     if isinstance(module, LINEARS):
         return lambda x, w, b: F.linear(x, w, b)
     if isinstance(module, CONVOLUTIONS):
         return lambda x, w, b: module._conv_forward(x, w, b)
     if isinstance(module, AVERAGE_POOLS):
         return lambda x, w, b: module.forward(x)
+    if isinstance(module, BATCH_NORMS):
+        return _batch_norm(module)
     return None
 
 
