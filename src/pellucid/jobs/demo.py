@@ -23,3 +23,21 @@ def shapes_model(n_train: int = 2000, epochs: int = 6, seed: int = 0, size: int 
     model = SimpleCNN(data.images.shape[1], len(data.classes))
     train_quick(model, data.images, data.labels, epochs=epochs, lr=1e-2, seed=seed, num_threads=1)
     return model.eval()
+
+
+def tiny_model(n_in: int = 6, n_classes: int = 3, hidden: int = 8, seed: int = 0) -> nn.Module:
+    """A seeded two-layer MLP ``(N, n_in) -> (N, n_classes)`` (untrained): for tests and smoke runs of jobs."""
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_classes))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model.eval()
+
+
+def tiny_dataset(n: int = 256, n_in: int = 6, n_classes: int = 3, seed: int = 0) -> torch.utils.data.TensorDataset:
+    """``n`` seeded Gaussian examples ``(n_in,)`` with labels ``0 .. n_classes - 1`` (a ``TensorDataset``)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, n_in, generator=g)
+    y = torch.randint(0, n_classes, (n,), generator=g)
+    return torch.utils.data.TensorDataset(x, y)
