@@ -12,6 +12,8 @@ see every replica's rows in one call.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -46,8 +48,64 @@ def interpolate(layer_attribution: Tensor, interpolate_dims: int | tuple[int, ..
     return F.interpolate(layer_attribution, size=size, mode=interpolate_mode, align_corners=False if linear else None)
 
 
+def _each_layer_when_dependent(attribute: Callable) -> Callable:
+    """Wrap a layer method's ``attribute``: for a list of layers of which one is computed from another (a block
+    and a layer inside it, or two layers in sequence), every layer is attributed alone and the results come back
+    as a list, since replacing all the layers at once would cut the earlier ones off (they would get zero).
+    Layers that do not depend on one another are attributed together, in one call (as in Captum)."""
+    signature = inspect.signature(attribute)
+
+    @functools.wraps(attribute)
+    def wrapped(self: "LayerAttribution", *args: Any, **kwargs: Any) -> Any:
+        layers, _ = format_layers(self.layer)
+        if len(layers) < 2 or self._one_layer_at_a_time:
+            return attribute(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        given = bound.arguments
+        if not self.layers_depend(given["inputs"], given.get("additional_forward_args"),
+                                  given.get("forward_kwargs"), bool(given.get("attribute_to_layer_input", False))):
+            return attribute(self, *args, **kwargs)
+        if given.get("return_convergence_delta"):
+            raise ValueError(
+                f"return_convergence_delta=True with layers that depend on one another "
+                f"({', '.join(type(m).__name__ for m in layers)}): each layer is attributed alone, so each has its "
+                "own completeness gap; attribute the layers one at a time to get each delta"
+            )
+        results = []
+        saved = self.layer, self._spaces
+        try:
+            self._one_layer_at_a_time = True
+            for layer in layers:
+                self.layer, self._spaces = layer, {}
+                results.append(attribute(self, *args, **kwargs))
+        finally:
+            self.layer, self._spaces = saved
+            self._one_layer_at_a_time = False
+        return results
+
+    wrapped._each_layer_when_dependent = True  # type: ignore[attr-defined]
+    return wrapped
+
+
 class LayerAttribution(Attribution):
-    """Base of layer methods. ``layer``: a module of the model (or a list of modules where supported)."""
+    """Base of layer methods. ``layer``: a module of the model (or a list of modules where supported).
+
+    With a list of layers of which one is computed from another (nested or consecutive layers), methods that
+    replace the layers' values (integrated gradients, DeepLIFT, GradientSHAP, ablation, ...) attribute each
+    layer alone (see :func:`_each_layer_when_dependent`, applied to every subclass's ``attribute``); a subclass
+    whose computation is exact for such lists in one pass sets ``_layers_in_one_pass = True``.
+    """
+
+    _layers_in_one_pass = False
+    _one_layer_at_a_time = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("attribute")
+        if own is not None and not cls.__dict__.get("_layers_in_one_pass", False) \
+                and not getattr(own, "_each_layer_when_dependent", False):
+            cls.attribute = _each_layer_when_dependent(own)
 
     def __init__(self, forward_func: Callable, layer: LayerType, device_ids: Sequence[int] | None = None):
         super().__init__(forward_func)
@@ -56,6 +114,14 @@ class LayerAttribution(Attribution):
         self.layer = layer
         self.device_ids = device_ids
         self._spaces: dict[bool, LayerSpace] = {}
+
+    def layers_depend(self, inputs: Any, additional_forward_args: Any = None,
+                      forward_kwargs: Mapping[str, Any] | None = None, attribute_to_layer_input: bool = False) -> bool:
+        """Whether one of the layers is computed from another (one traced forward of the first example)."""
+        call = self.prepare(inputs, None, additional_forward_args, forward_kwargs, None, False, needs_grad=False)
+        space = LayerSpace(self.forward_func, self.layer, attribute_to_layer_input)
+        with call.guard, space:
+            return space.dependent(call.ev, call.inputs)
 
     interpolate = staticmethod(interpolate)
 
@@ -138,6 +204,8 @@ class LayerActivation(LayerAttribution):
     """The layer's activations (output, or input with ``attribute_to_layer_input=True``); a list of layers gives a
     list. The forward stops after the layer(s)."""
 
+    _layers_in_one_pass = True  # capturing values never cuts another layer off
+
     def attribute(
         self,
         inputs: TensorOrTuple,
@@ -160,7 +228,10 @@ class LayerGradientXActivation(LayerAttribution):
     arXiv:1605.01713); ``multiply_by_inputs=False`` gives the layer gradient. One forward and a backward through
     the layers after the tap per example. ``memory_efficient=True`` (Captum's option) moves each chunk's result to
     the CPU as soon as it is computed (the result is then on the CPU); the engine's chunking already bounds the
-    accelerator memory either way."""
+    accelerator memory either way. A list of layers (nested ones too) is done in one pass, each layer getting its
+    full gradient."""
+
+    _layers_in_one_pass = True  # LayerSpace's gradient mode keeps every tapped layer in the graph
 
     def __init__(self, forward_func: Callable, layer: LayerType, device_ids: Sequence[int] | None = None,
                  multiply_by_inputs: bool = True, memory_efficient: bool = False):

@@ -129,6 +129,7 @@ class LayerSpace(nn.Module):
         self._replacements: list[Any] | None = None
         self._leaves: list[Any] = [None] * len(self.layers)
         self._acts: list[Any] = [None] * len(self.layers)
+        self._order: list[int] = []
         self.structure: list[int | None] | None = None
         self._depth = 0
 
@@ -189,6 +190,17 @@ class LayerSpace(nn.Module):
                 # the model gets copies, so an in-place op after the layer leaves the tapped value intact
                 given = [t.clone() if t.requires_grad else t for t in flat]
                 return given[0] if n is None else type(value)(given)
+            if mode == "trace":
+                if self._leaves[i] is None:
+                    flat, n = _flat(value, self.layers[i])
+                    self._acts[i] = flat  # the raw values, in the graph of the layers tapped before
+                    self._leaves[i] = [_leaf(t) for t in flat]
+                    self._order.append(i)
+                    if len(self._order) == len(self.layers):
+                        raise _Stop
+                    given = [t.clone() if t.requires_grad else t for t in self._leaves[i]]
+                    return given[0] if n is None else type(value)(given)
+                return value
             if mode in ("capture", "value"):
                 _flat(value, self.layers[i])
                 if all(t.values for j, t in enumerate(self._taps) if j != i):
@@ -285,6 +297,41 @@ class LayerSpace(nn.Module):
             tap.values = []
         return values
 
+    def dependent(self, ev: Evaluator, inputs: tuple[Tensor, ...]) -> bool:
+        """Whether one tapped layer's value is computed from another's (a layer nested in another, or one that
+        follows another), found from one forward of the first example: each layer's value is made a leaf and the
+        graph of the layers that run later is searched for it. Such layers cannot be replaced at once (the later
+        replacement would cut the earlier layer off), so replacement methods attribute them one at a time."""
+        if len(self.layers) < 2:
+            return False
+        self._reset("trace")
+        self._leaves = [None] * len(self.layers)
+        self._acts = [None] * len(self.layers)
+        self._order: list[int] = []
+        try:
+            ex = torch.zeros(1, dtype=torch.long)
+            args, kwargs = ev.fwd.rows(ex)
+            with torch.enable_grad():
+                try:
+                    self.model(*(x[:1] for x in inputs), *args, **kwargs)
+                except _Stop:
+                    pass
+                for k, i in enumerate(self._order):
+                    earlier = [t for j in self._order[:k] for t in self._leaves[j] if t.requires_grad]
+                    later = [t.sum() for t in self._acts[i] if t.requires_grad]
+                    if earlier and later and any(
+                        g is not None for g in torch.autograd.grad(later, earlier, allow_unused=True)
+                    ):
+                        return True
+            return False
+        finally:
+            self._mode = "pass"
+            self._leaves = [None] * len(self.layers)
+            self._acts = [None] * len(self.layers)
+            self._order = []
+            for tap in self._taps:
+                tap.values = []
+
     def activations(self, ev: Evaluator, inputs: tuple[Tensor, ...], example_index: Tensor, tag: Any = "acts") -> tuple[Tensor, ...]:
         """Flat activations of every row (no grad), evaluated in chunks; the forward stops after the layers.
 
@@ -310,15 +357,20 @@ class LayerSpace(nn.Module):
         return self.value(*xs, *args, **kwargs)
 
     def layer_grad(
-        self, ev: Evaluator, inputs: tuple[Tensor, ...], example_index: Tensor, chunker: Any = None
+        self, ev: Evaluator, inputs: tuple[Tensor, ...], example_index: Tensor, chunker: Any = None,
+        track_inputs: bool = False,
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
         """``(activations, gradients, scores)`` at the layers for rows ``inputs``: one forward, and a backward
-        through the layers after the tap only (the activations are cut from the graph upstream)."""
+        through the layers after the tap only (the activations are cut from the graph upstream).
+        ``track_inputs=True`` makes the (floating-point) inputs require grad during the forward, so operations
+        that look at which operands carry a gradient (LRP's :class:`SplitAdditions`) see the paths from the
+        inputs that bypass the layers as they would in a backward pass to the inputs; no gradient is taken
+        with respect to the inputs."""
         self._reset("leaf")
         self._leaves = [None] * len(self.layers)
         self._acts = [None] * len(self.layers)
         try:
-            xs = tuple(x.detach() for x in inputs)
+            xs = tuple(_leaf(x) if track_inputs else x.detach() for x in inputs)
             with torch.enable_grad():
                 if chunker is not None and chunker.probing:
                     with measure_saved_bytes(ev._param_ptrs) as saved:
@@ -393,15 +445,17 @@ class LayerSpace(nn.Module):
         consume: Callable[[Tensor, Tensor, tuple[Tensor, ...], tuple[Tensor, ...], Tensor], None],
         row_like: tuple[Tensor, ...],
         tag: Any = None,
+        track_inputs: bool = False,
     ) -> None:
         """The chunked loop of gradients at the layers (the layer analogue of ``Evaluator.grad_rows``).
 
         ``build(rows) -> (input_rows, example_index)``; ``consume(rows, example_index, activations, gradients,
         scores)`` with flat tuples of the layers' activations and the target's gradients there.
+        ``track_inputs``: see :meth:`layer_grad`.
         """
         chunker = ev.chunks(n_rows, row_like, kind="grad", tag=("layer-grad", tag))
         for rows in chunker:
             xs, ex = build(rows)
-            acts, grads, score = self.layer_grad(ev, xs, ex, chunker)
+            acts, grads, score = self.layer_grad(ev, xs, ex, chunker, track_inputs)
             consume(rows, ex, acts, grads, score)
 

@@ -293,7 +293,9 @@ class LayerLRP(LRP):
             if verbose:
                 _report(assignment, self.forward_func)
             with space:
-                space.grad_rows(call.ev, call.n, build, consume, call.inputs, tag=("layer-lrp", id(self.layer)))
+                # inputs tracked: residual additions split relevance with paths that bypass the layer, as in LRP
+                space.grad_rows(call.ev, call.n, build, consume, call.inputs, tag=("layer-lrp", id(self.layer)),
+                                track_inputs=True)
         flat = tuple(torch.cat(p) for p in zip(*parts))
         attrs = space.restore_form(flat)
         if not return_convergence_delta:
