@@ -64,18 +64,27 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):
     ctx = multiprocessing.get_context("fork")
     rng = random.Random(0)
     n_chunks = -(-N // BATCH)
+    per_batch = duration / n_chunks
+
+    def committed():
+        return len([f for f in os.listdir(store / DONE) if f.startswith("chunk-")]) if (store / DONE).is_dir() else 0
+
     kills, partial, progress = 0, 0, []
-    while kills < 12:
+    for _ in range(12):
         p = ctx.Process(target=_child, args=(str(store),))
         p.start()
-        time.sleep(rng.uniform(0.2, 1.0) * duration / 8)  # about 12 kills per job's length, at random points
+        # kill at a random point: after 0-3 more batches are committed, plus a random part of a batch's time (a
+        # kill with 0 more batches lands in start-up; the others mid-computation or mid-commit)
+        target, deadline = committed() + rng.randint(0, 3), time.monotonic() + 60
+        while committed() < target and p.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 1.0) * per_batch)
         if p.is_alive():
             p.kill()  # SIGKILL
             kills += 1
         p.join()
-        done = len([f for f in os.listdir(store / DONE) if f.startswith("chunk-")]) if (store / DONE).is_dir() else 0
-        progress.append(done)
-        partial += 0 < done < n_chunks
+        progress.append(committed())
+        partial += 0 < progress[-1] < n_chunks
     assert kills >= 10
     print("progress after each kill:", progress)
     assert partial >= 5, progress  # most kills landed while the job was part-way through
