@@ -15,6 +15,7 @@ STUDIES: dict[str, str] = {
     "split-ig": "split_ig",
     "sanity": "sanity",
     "neurons": "neurons",
+    "tcav": "tcav",
 }
 
 __all__ = ["STUDIES", "StudyOutput", "run_study"]
