@@ -120,8 +120,8 @@ def test_model_unchanged_after_call_and_error(cnn):
 
 def test_errors_name_the_argument():
     model, x = Additive(), torch.randn(2, 5)
-    with pytest.raises(TypeError, match="feature_mask.*integer"):
-        FeatureAblation(model).attribute(x, feature_mask=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="feature_mask.*non-integer"):  # float masks must hold whole numbers
+        FeatureAblation(model).attribute(x, feature_mask=torch.full((2, 5), 0.5))
     with pytest.raises(ValueError, match="feature_mask.*broadcast"):
         FeatureAblation(model).attribute(x, feature_mask=torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="perturbations_per_eval"):

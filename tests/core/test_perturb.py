@@ -42,7 +42,7 @@ def test_per_example_masks():
 @pytest.mark.parametrize(
     "mask, error, words",
     [
-        (torch.zeros(2, 4), TypeError, "integer"),
+        (torch.full((2, 4), 0.5), ValueError, "non-integer"),  # float masks must hold whole numbers
         (torch.zeros(2, 4, dtype=torch.bool), TypeError, "integer"),
         (torch.zeros(2, 5, dtype=torch.long), ValueError, "broadcast"),
         (torch.zeros(3, 4, dtype=torch.long), ValueError, "broadcast"),

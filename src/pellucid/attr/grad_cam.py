@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -62,7 +64,9 @@ class LayerGradCam(LayerAttribution):
 
 class GuidedGradCam(LayerAttribution):
     """Guided Grad-CAM: guided backpropagation times Grad-CAM (with the ReLU) upsampled to each input's spatial
-    size (``interpolate_mode``). Returns the inputs' shapes; every input needs the layer's number of spatial dims."""
+    size (``interpolate_mode``). Returns the inputs' shapes. As in Captum, an input that Grad-CAM cannot be
+    upsampled to (not ``(N, C, *spatial)`` with the layer's number of spatial dims, e.g. a 2-D or token input) gets
+    an empty tensor ``torch.empty(0)`` and a ``UserWarning`` naming it."""
 
     def __init__(self, model: Callable, layer: LayerType, device_ids: Sequence[int] | None = None):
         super().__init__(model, layer, device_ids)
@@ -87,13 +91,20 @@ class GuidedGradCam(LayerAttribution):
         if not isinstance(cam, Tensor):
             raise ValueError("GuidedGradCam needs a layer with one output tensor (or one input with "
                              "attribute_to_layer_input=True)")
-        for i, x in enumerate(xs):
-            if x.dim() != cam.dim():
-                raise ValueError(
-                    f"inputs[{i}] has shape {tuple(x.shape)} but the layer's Grad-CAM has shape {tuple(cam.shape)}; "
-                    "guided Grad-CAM needs inputs (N, C, *spatial) with the layer's number of spatial dims"
+        usable = [x.dim() == cam.dim() and x.dim() >= 3 for x in xs]
+        for i, (x, ok) in enumerate(zip(xs, usable)):
+            if not ok:  # Captum's behaviour: a warning and an empty tensor for this input
+                where = f"inputs[{i}]" if was_tuple else "inputs"
+                warnings.warn(
+                    f"GuidedGradCam: {where} has shape {tuple(x.shape)} but the layer's Grad-CAM has shape "
+                    f"{tuple(cam.shape)}; it can be upsampled only to an input (N, C, *spatial) with the layer's number "
+                    f"of spatial dims ({cam.dim() - 2}), so the attribution of {where} is an empty tensor",
+                    UserWarning, stacklevel=2,
                 )
+        if not any(usable):
+            return restore_form([torch.empty(0) for _ in xs], was_tuple)
         guided = self._guided.attribute(inputs, target, additional_forward_args, forward_kwargs=forward_kwargs,
                                         batch_size=batch_size, show_progress=show_progress)
         gs, _ = format_inputs(guided)
-        return restore_form([g * interpolate(cam, tuple(g.shape[2:]), interpolate_mode) for g in gs], was_tuple)
+        return restore_form([g * interpolate(cam, tuple(g.shape[2:]), interpolate_mode) if ok else torch.empty(0)
+                             for g, ok in zip(gs, usable)], was_tuple)

@@ -51,7 +51,15 @@ def check_selector(selector: Any) -> None:
     )
 
 
+def _unwrap(value: Any) -> Any:
+    """A layer value given as a 1-tuple is its tensor (as Captum: selectors see a tuple only for several tensors)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        return value[0]
+    return value
+
+
 def _index(value: Any, selector: Any) -> tuple:
+    value = _unwrap(value)
     if not isinstance(value, Tensor):
         raise ValueError(
             f"the layer produced {type(value).__name__} of {len(value)} tensors; an index neuron_selector needs a single "
@@ -73,17 +81,19 @@ def _index(value: Any, selector: Any) -> tuple:
 
 
 def select_neuron(value: Any, selector: SelectorType) -> Tensor:
-    """The selected neuron's value per example, ``(N,)`` (selected neurons summed)."""
+    """The selected neuron's value per example, ``(N,)`` (selected neurons summed). A callable gets the layer's
+    tensor (a tuple only for a layer with several tensors) and may return any shape holding one value per example
+    (``(N,)``, ``(N, 1)``, or a 0-d tensor for one example)."""
+    value = _unwrap(value)
     if callable(selector) and not isinstance(selector, Tensor):
         out = selector(value)
         n = (value if isinstance(value, Tensor) else value[0]).shape[0]
         if not isinstance(out, Tensor):
             raise TypeError(f"the neuron_selector callable must return a tensor of shape ({n},); returned {type(out).__name__}")
-        if out.dim() == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.shape != (n,):
-            raise ValueError(f"the neuron_selector callable must return shape ({n},); returned {tuple(out.shape)}")
-        return out
+        if out.numel() != n or (out.dim() > 0 and out.shape[0] not in (1, n)):
+            raise ValueError(f"the neuron_selector callable must return shape ({n},) (one value per example); "
+                             f"returned {tuple(out.shape)}")
+        return out.reshape(n)
     idx = _index(value, selector)
     picked = value[(slice(None),) + idx]
     return picked.reshape(value.shape[0], -1).sum(1)
@@ -91,15 +101,23 @@ def select_neuron(value: Any, selector: SelectorType) -> Tensor:
 
 def neuron_mask(value: Tensor, selector: SelectorType) -> Tensor:
     """1 at the selected neurons of one example's layer value, 0 elsewhere (shape ``value.shape[1:]``)."""
-    if callable(selector) and not isinstance(selector, Tensor):
-        raise ValueError(
-            "NeuronConductance needs an index neuron_selector (int or tuple of ints/slices); a callable does not say "
-            "through which neurons the output flows"
-        )
     idx = _index(value, selector)
     mask = torch.zeros(value.shape[1:], dtype=value.dtype, device=value.device)
     mask[idx] = 1
     return mask
+
+
+def selector_weights(values: tuple[Tensor, ...], selector: Callable) -> tuple[Tensor, ...]:
+    """Weights of a callable ``neuron_selector`` on each neuron, per layer tensor ``(*shape_k)``: the gradient of
+    ``selector(y)`` with respect to the layer's value ``y`` of one example at ``y = 0``, i.e. 1 on the neurons a
+    selection picks (``y[:, 3]``, ``y[0][:, 2, 1]`` for a tuple layer), ``1/k`` for a mean of ``k`` neurons. A
+    selector must be linear in ``y`` (select or sum neurons; Captum warns alike) for the weights to be its own."""
+    probe = tuple(torch.zeros((1,) + tuple(v.shape[1:]), dtype=v.dtype if v.is_floating_point() else torch.float32,
+                              device=v.device, requires_grad=True) for v in values)
+    with torch.enable_grad():
+        out = select_neuron(probe if len(probe) > 1 else probe[0], selector)
+        grads = torch.autograd.grad(out.sum(), probe, allow_unused=True)
+    return tuple(torch.zeros_like(p[0]) if g is None else g[0].detach() for g, p in zip(grads, probe))
 
 
 class NeuronForward(nn.Module):
@@ -258,8 +276,10 @@ class NeuronConductance(NeuronAttribution):
     ``x(t) = x' + t (x - x')``. Per path point, ``dF/dy`` is masked to the selected neurons and pulled back by the
     layer's own Jacobian ``dy/dx`` (one forward, two backward passes), so gradient that bypasses the layer (skip
     connections, inputs that also feed later layers) is not counted. Slices select several neurons: the result
-    is the sum of their conductances. Summed over the inputs it gives the neurons' layer conductance. Needs an
-    index ``neuron_selector``. ``grad_kwargs``: Captum's keywords for ``torch.autograd.grad``, accepted (see
+    is the sum of their conductances. Summed over the inputs it gives the neurons' layer conductance. A callable
+    ``neuron_selector`` (which must select neurons, as Captum requires; it gets the tuple for a layer with several
+    tensors) weights every neuron by its gradient (:func:`selector_weights`): 1 on the neurons it picks, so
+    ``lambda y: y[:, j]`` equals the index selector ``j``. ``grad_kwargs``: Captum's keywords for ``torch.autograd.grad``, accepted (see
     :func:`pellucid.attr.layer.check_grad_kwargs`). Rows: examples x ``n_steps``. The default quadrature
     ``riemann_trapezoid`` is the trapezoid rule (weights sum to 1; Captum's sum to ``(n_steps - 1) / n_steps``)."""
 
@@ -277,8 +297,6 @@ class NeuronConductance(NeuronAttribution):
                   batch_size: int | None = None, show_progress: bool = False) -> TensorOrTuple:
         check_selector(neuron_selector)
         check_grad_kwargs(grad_kwargs)
-        if callable(neuron_selector):
-            neuron_mask(torch.zeros(1), neuron_selector)  # raises: conductance needs an index selector
         key = bool(attribute_to_neuron_input)
         if key not in self._spaces:
             self._spaces[key] = LayerSpace(self.forward_func, self.layer, key)
@@ -288,11 +306,15 @@ class NeuronConductance(NeuronAttribution):
         bases = format_baselines(baselines, call.inputs)
         alphas, weights = path_points(n_steps, method)
         masks: dict[tuple, Tensor] = {}
+        weights_of: list[tuple[Tensor, ...]] = []
 
         def keep_selected(k: int, g: Tensor) -> Tensor:
+            if weights_of:  # a callable selector: its weight on every neuron of every layer tensor
+                return g * weights_of[0][k].to(device=g.device, dtype=g.dtype)
             if k > 0:
-                raise ValueError("NeuronConductance needs a layer whose output (or input) is a single tensor; "
-                                 f"layer {type(self.layer).__name__} gives several")
+                raise ValueError("an index neuron_selector needs a layer whose output (or input) is a single tensor; "
+                                 f"layer {type(self.layer).__name__} gives several: pass a callable neuron_selector "
+                                 "that picks from the tuple")
             mkey = (tuple(g.shape[1:]), g.dtype, g.device)
             if mkey not in masks:
                 masks[mkey] = neuron_mask(g, neuron_selector)
@@ -302,6 +324,9 @@ class NeuronConductance(NeuronAttribution):
         build = path_builder(call.inputs, bases, alphas)
         chunker = call.ev.chunks(call.n * n_steps, call.inputs, kind="grad", tag=("neuron-conductance", key))
         with call.guard, space:
+            if callable(neuron_selector):  # the layer's tensors' shapes from one example, then the weights
+                acts = space.activations(call.ev, tuple(x[:1] for x in call.inputs), torch.arange(1), tag="shape")
+                weights_of.append(selector_weights(acts, neuron_selector))
             for rows in chunker:
                 xs, ex = build(rows)
                 grads, _ = space.grad_through(call.ev, xs, ex, keep_selected, chunker)

@@ -89,8 +89,9 @@ def format_feature_mask(feature_mask: MaskType, inputs: tuple[Tensor, ...], name
     """Normalise Captum's ``feature_mask``.
 
     ``None``: every scalar of every input is its own feature. Otherwise a tensor (one input) or a tuple with one
-    integer tensor per input, broadcastable to the input's shape ``(N, ...)`` (batch dim 1 or ``N``, or omitted).
-    Non-negative ids; they need not be contiguous; the same id in two inputs is one feature spanning both.
+    tensor of ids per input, broadcastable to the input's shape ``(N, ...)`` (batch dim 1 or ``N``, or omitted).
+    Ids are integers (any integer dtype, or a float dtype holding whole numbers, as Captum accepts); non-negative; they
+    need not be contiguous; the same id in two inputs is one feature spanning both.
     """
     shapes = tuple(x.shape[1:] for x in inputs)
     if feature_mask is None:
@@ -108,8 +109,14 @@ def format_feature_mask(feature_mask: MaskType, inputs: tuple[Tensor, ...], name
         where = f"{name}[{i}]" if len(inputs) > 1 else name
         if not isinstance(m, Tensor):
             raise TypeError(f"{where} must be an integer torch.Tensor of feature ids; received {type(m).__name__}")
-        if m.dtype == torch.bool or m.is_floating_point() or m.is_complex():
+        if m.is_complex() or m.dtype == torch.bool:
             raise TypeError(f"{where} must hold integer feature ids (e.g. torch.long); received dtype {m.dtype}")
+        if m.is_floating_point():  # float masks holding whole numbers are accepted, as in Captum
+            whole = torch.isfinite(m) & (m == m.round())
+            if not bool(whole.all()):
+                bad = m[~whole].reshape(-1)[0].item()
+                raise ValueError(f"{where} has dtype {m.dtype} with a non-integer id ({bad}); feature ids must be "
+                                 "whole numbers (give an integer tensor, e.g. torch.long)")
         try:
             ok = m.dim() <= x.dim() and torch.broadcast_shapes(m.shape, x.shape) == x.shape
         except RuntimeError:

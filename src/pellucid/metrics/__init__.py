@@ -10,8 +10,8 @@ from ._imputation import noisy_linear_imputation
 from .complexity import complexity, effective_complexity, sparseness
 from .evaluate import Table, evaluate
 from .faithfulness import (comprehensiveness, deletion_auc, deletion_curve, faithfulness_correlation,
-                           gaussian_perturbation, infidelity, insertion_auc, insertion_curve, monotonicity,
-                           region_perturbation, road, sufficiency)
+                           gaussian_perturbation, infidelity, infidelity_perturb_func_decorator, insertion_auc,
+                           insertion_curve, monotonicity, region_perturbation, road, sufficiency)
 from .localisation import pointing_game, relevance_mass_accuracy, relevance_rank_accuracy, top_k_intersection
 from .randomisation import (RandomisationResult, default_layers, model_parameter_randomisation,
                             parameter_randomisation, random_logit)
@@ -28,7 +28,8 @@ ALL_METRICS = [
 __all__ = [
     "ALL_METRICS", "MetricInfo", "RandomisationResult", "Table", "avg_sensitivity", "comprehensiveness", "complexity",
     "cosine", "default_layers", "default_perturb_func", "deletion_auc", "deletion_curve", "effective_complexity",
-    "evaluate", "faithfulness_correlation", "gaussian_blur", "gaussian_perturbation", "infidelity", "insertion_auc",
+    "evaluate", "faithfulness_correlation", "gaussian_blur", "gaussian_perturbation", "infidelity",
+    "infidelity_perturb_func_decorator", "insertion_auc",
     "insertion_curve", "local_lipschitz_estimate", "model_parameter_randomisation", "monotonicity",
     "noisy_linear_imputation", "parameter_randomisation", "patch_mask", "pearson", "pixel_mask", "pointing_game",
     "random_logit", "region_perturbation", "relevance_mass_accuracy", "relevance_rank_accuracy", "road",

@@ -34,6 +34,60 @@ def gaussian_perturbation(std: float = 0.01, generator: torch.Generator | None =
     return perturb
 
 
+def infidelity_perturb_func_decorator(multiply_by_inputs: bool = True) -> Callable[[Callable], Callable]:
+    """Turn a ``perturb_func`` that returns only perturbed inputs into one for :func:`infidelity` (Captum's
+    decorator, same contract).
+
+    The decorated ``perturb_func(inputs[, baselines]) -> perturbed_inputs`` becomes
+    ``f(inputs, baselines=None) -> (perturbations, perturbed_inputs)`` (tuples), with perturbations
+    ``(x - x_perturbed) / (x - baseline)`` when ``multiply_by_inputs`` (the baseline is 0 when none is given;
+    where the denominator is 0 it is replaced by 1), else ``x - x_perturbed``. The original function is called
+    with ``baselines`` only when they are given. Use ``multiply_by_inputs=True`` with attributions that are
+    multiplied by ``x - baseline`` (IG, DeepLIFT, input x gradient, ...), so that ``I . a`` compares like with like.
+
+    Example::
+
+        @infidelity_perturb_func_decorator(multiply_by_inputs=False)
+        def perturb(inputs):
+            return inputs - 0.01 * torch.randn_like(inputs)
+
+        infidelity(model, perturb, x, attributions, target=0)
+    """
+    if not isinstance(multiply_by_inputs, bool):
+        raise TypeError(f"multiply_by_inputs must be a bool (use @infidelity_perturb_func_decorator(True)); received "
+                        f"{type(multiply_by_inputs).__name__}")
+
+    def decorate(perturb_func: Callable) -> Callable:
+        if not callable(perturb_func):
+            raise TypeError(f"perturb_func must be callable; received {type(perturb_func).__name__}")
+
+        def perturb(inputs: Any, baselines: Any = None) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+            perturbed = perturb_func(inputs, baselines) if baselines is not None else perturb_func(inputs)
+            xs, _ = format_inputs(inputs)
+            ps, _ = format_inputs(perturbed, "perturbed inputs")
+            if len(ps) != len(xs):
+                raise ValueError(f"perturb_func returned {len(ps)} tensors for {len(xs)} inputs")
+            if baselines is None:
+                bs: tuple = (None,) * len(xs)
+            else:
+                bs = tuple(baselines) if isinstance(baselines, (tuple, list)) else (baselines,) * len(xs)
+            out = []
+            for x, p, b in zip(xs, ps, bs):
+                diff = x - p
+                if multiply_by_inputs:
+                    denom = x if b is None else x - (b if isinstance(b, Tensor) else torch.as_tensor(b, dtype=x.dtype))
+                    denom = torch.where(denom != 0, denom, torch.ones_like(denom))
+                    diff = diff / denom
+                out.append(diff)
+            return tuple(out), ps
+
+        perturb.__wrapped__ = perturb_func  # type: ignore[attr-defined]
+        perturb.__doc__ = perturb_func.__doc__
+        return perturb
+
+    return decorate
+
+
 @metric("infidelity", False, "faithfulness",
         paper="Yeh et al., 2019, 'On the (In)fidelity and Sensitivity of Explanations', arXiv:1901.09392")
 def infidelity(

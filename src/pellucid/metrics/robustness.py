@@ -6,6 +6,7 @@ arguments (``target`` lists, batch-sized tensors such as ``baselines``) are expa
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping
 
 import torch
@@ -21,6 +22,19 @@ def default_perturb_func(inputs, perturb_radius: float = 0.02, generator: torch.
     out = tuple(x + (torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device) * 2 - 1) * perturb_radius
                 for x in xs)
     return out if isinstance(inputs, tuple) else out[0]
+
+
+def call_perturb_func(perturb_func: Callable, inputs: Any, perturb_radius: float) -> Any:
+    """``perturb_func(inputs, perturb_radius)``, or ``perturb_func(inputs)`` when it takes one parameter (Captum's
+    rule: the radius is passed only to functions with more than one parameter)."""
+    if not callable(perturb_func):
+        raise TypeError(f"perturb_func must be callable perturb_func(inputs[, perturb_radius]); received "
+                        f"{type(perturb_func).__name__}")
+    try:
+        n_params = len(inspect.signature(perturb_func).parameters)
+    except (TypeError, ValueError):  # builtins without a signature: pass the radius
+        n_params = 2
+    return perturb_func(inputs, perturb_radius) if n_params > 1 else perturb_func(inputs)
 
 
 def _expand(value: Any, n: int, s: int) -> Any:
@@ -67,7 +81,7 @@ def perturbed_explanations(explanation_func: Callable, inputs: Any, perturb_func
             if perturb_func is default_perturb_func:
                 pert = default_perturb_func(arg, perturb_radius, gen)
             else:
-                pert = perturb_func(arg, perturb_radius)
+                pert = call_perturb_func(perturb_func, arg, perturb_radius)
             pxs = format_inputs(pert, "perturbed inputs")[0]
             kw = {k: _expand(_slice(v, n, start, stop), stop - start, s) for k, v in kwargs.items()}
             e = explanation_func(pert, **kw)
@@ -101,7 +115,8 @@ def sensitivity_max(explanation_func: Callable, inputs: Any, perturb_func: Calla
                     seed: int | None = None, **kwargs: Any) -> Tensor:
     """``max_{x'} ||e(x') - e(x)|| / ||e(x)||`` over ``n_perturb_samples`` perturbations (Captum-compatible).
 
-    ``perturb_func(inputs, perturb_radius) -> perturbed inputs`` (default: uniform noise in the L-infinity ball);
+    ``perturb_func(inputs, perturb_radius) -> perturbed inputs`` (default: uniform noise in the L-infinity ball), or
+    ``perturb_func(inputs)`` for a function of one parameter (as Captum decides, by the signature);
     ``kwargs`` go to ``explanation_func`` (``target=``, ``baselines=``, ...). Where ``||e(x)|| = 0`` the unnormalised
     difference is returned. ``(N,)``; lower is better.
     """
