@@ -28,6 +28,12 @@ def format_inputs(inputs: Any, name: str = "inputs") -> tuple[tuple[Tensor, ...]
         if t.dim() == 0:
             where = f"{name}[{i}]" if was_tuple else name
             raise ValueError(f"{where} must have a batch dimension (dim 0); received a 0-d tensor")
+        if t.layout != torch.strided:  # sparse COO/CSR/CSC/BSR/BSC: rows are built by dense indexing
+            where = f"{name}[{i}]" if was_tuple else name
+            raise TypeError(
+                f"{where} is a sparse tensor (layout {t.layout}); attribution needs dense (strided) tensors: pass "
+                f"{where}.to_dense() (a model that needs sparse input can convert back inside its forward)"
+            )
     n = items[0].shape[0]
     for i, t in enumerate(items[1:], start=1):
         if t.shape[0] != n:
@@ -59,8 +65,10 @@ def format_baselines(
 ) -> tuple[Tensor, ...]:
     """One baseline tensor per input, broadcastable to it: ``(N, ...)`` or ``(1, ...)``.
 
-    ``None`` means zeros; a number means that constant; a tensor must have the input's shape or batch 1 (or the
-    input's shape without the batch dim). A tuple gives one of these per input.
+    ``None`` means zeros; a number means that constant; a tensor of any dtype (bool included) whose shape
+    broadcasts to the input's (trailing dims aligned, as in torch): the input's shape, batch 1, the shape without
+    the batch, ``(N, 1, ...)``, a 0-d tensor, ... (returned expanded to ``(N or 1, *input.shape[1:])``). A tuple
+    gives one of these per input.
     """
     if baselines is None:
         return tuple(torch.zeros((1,) + t.shape[1:], dtype=t.dtype, device=t.device) for t in inputs)
@@ -80,16 +88,21 @@ def format_baselines(
         elif isinstance(b, (int, float)) and not isinstance(b, bool):
             b = torch.full((1,) + x.shape[1:], float(b), dtype=x.dtype, device=x.device)
         elif isinstance(b, Tensor):
+            # any dtype (bool included) is cast to a floating input's dtype; shapes broadcast to the input's as in
+            # torch (trailing dims aligned): (N, 1), (1, C, 1, 1), the shape without the batch, a 0-d tensor, ...
             b = b.to(device=x.device, dtype=x.dtype if torch.is_floating_point(x) else b.dtype)
-            if b.dim() == x.dim() - 1 and b.shape == x.shape[1:]:
-                b = b.unsqueeze(0)
-            if b.dim() == 0:
-                b = b.expand((1,) + x.shape[1:])
-            if b.shape[1:] != x.shape[1:] or b.shape[0] not in (1, x.shape[0]):
+            try:
+                fits = b.dim() <= x.dim() and torch.broadcast_shapes(b.shape, x.shape) == x.shape
+            except RuntimeError:
+                fits = False
+            if not fits:
                 raise ValueError(
-                    f"{where} has shape {tuple(b.shape)}; expected the input's shape {tuple(x.shape)} "
-                    f"or batch 1 {(1,) + tuple(x.shape[1:])}"
+                    f"{where} has shape {tuple(b.shape)}; expected the input's shape {tuple(x.shape)}, batch 1 "
+                    f"{(1,) + tuple(x.shape[1:])} or a shape broadcastable to the input's (e.g. ({x.shape[0]}, 1, ...))"
                 )
+            b = b.reshape((1,) * (x.dim() - b.dim()) + tuple(b.shape))
+            if b.shape[1:] != x.shape[1:]:
+                b = b.expand((b.shape[0],) + tuple(x.shape[1:])).contiguous()
         else:
             raise TypeError(f"{where} must be None, a number or a tensor; received {type(b).__name__}")
         out.append(b)
