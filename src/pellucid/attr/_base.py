@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 
 from ..core.batching import resolve_batch_size
+from ..core.errors import check_forward_arguments, warn_nonfinite
 from ..core.gradients import Evaluator
 from ..core.guard import ModelGuard
-from ..core.inputs import BaselineType, format_baselines, format_inputs, require_float
+from ..core.inputs import BaselineType, ForwardArgs, format_baselines, format_inputs, require_float
 from ..core.targets import TargetType
 
 
@@ -76,7 +77,7 @@ class Attribution:
             show_progress=show_progress,
             desc=type(self).__name__,
         )
-        return Call(xs, was_tuple, ev, ModelGuard(self.forward_func))
+        return Call(xs, was_tuple, ev, ModelGuard(self.forward_func, inputs=xs))
 
     def compute_convergence_delta(
         self,
@@ -98,6 +99,32 @@ class Attribution:
             f_end = ev.all_scores(ends, ex)
             f_start = ev.all_scores(tuple(s.expand_as(e) for s, e in zip(starts, ends)), ex)
         return attribution_sum(attrs) - (f_end - f_start).to(attrs[0].dtype)
+
+
+def check_user_call(method: Attribution, arguments: Mapping[str, Any], var_keyword: str | None = None) -> None:
+    """Checks of a user's ``attribute`` call, run once before any work (by the wrapper every method's
+    ``attribute`` gets, see :mod:`pellucid.attr._multi_target`), on the arguments as the user passed them.
+
+    * ``inputs``: a tensor or a tuple of tensors with a common, non-empty batch (else ``TypeError``/``ValueError``
+      naming ``inputs``).
+    * NaN/Inf in ``inputs`` propagate, in every method: rows are independent, so only the examples concerned get
+      non-finite attributions; a ``RuntimeWarning`` names ``inputs`` and those examples.
+    * ``additional_forward_args`` / ``forward_kwargs`` must fit the model's ``forward`` signature
+      (``model(*inputs, *additional_forward_args, **forward_kwargs)``), else a ``TypeError`` naming them.
+
+    Methods whose ``inputs`` are not tensors (none in pellucid.attr today) are left to their own checks.
+    """
+    inputs = arguments.get("inputs")
+    items = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not items or not all(isinstance(t, Tensor) for t in items):
+        return
+    xs, _ = format_inputs(inputs)
+    warn_nonfinite(xs, stacklevel=4)
+    extra = dict(arguments.get(var_keyword) or {}) if var_keyword else {}
+    args = arguments.get("additional_forward_args", extra.get("additional_forward_args"))
+    kwargs = arguments.get("forward_kwargs", extra.get("forward_kwargs"))
+    fwd = ForwardArgs.make(args, kwargs, xs[0].shape[0])
+    check_forward_arguments(method.forward_func, xs, fwd.args, fwd.kwargs)
 
 
 def attribution_sum(attrs: tuple[Tensor, ...]) -> Tensor:

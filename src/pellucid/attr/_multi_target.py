@@ -6,11 +6,16 @@ Beyond Captum (DESIGN section 5): ``method.attribute(x, target=torch.tensor([[0,
 (example-major), together with per-example baselines, masks and extra forward arguments, the target is flattened,
 the method runs once over all ``N * K`` examples (so the batcher fills its chunks across targets), and the results
 are folded back. Every :class:`~pellucid.attr.Attribution` subclass gets this automatically.
+
+The same wrapper is every method's entry point, so it also runs the checks of a *user's* call once, at the
+outermost ``attribute`` (a method that runs another inside, e.g. a layer method running IG on activations, is
+not checked again): see :func:`pellucid.attr._base.check_user_call`.
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from typing import Any, Callable
 
 from torch import Tensor
@@ -19,6 +24,8 @@ from ..core.inputs import ForwardArgs
 
 # arguments that may hold one row per example and must then be repeated with the examples
 PER_EXAMPLE_ARGS = ("baselines", "feature_mask", "layer_baselines", "layer_mask", "sliding_window_shapes_mask")
+
+_calls = threading.local()  # depth of nested attribute() calls in this thread
 
 
 def _is_multi_target(target: Any) -> bool:
@@ -46,45 +53,63 @@ def _fold(value: Any, n: int, k: int) -> Any:
 
 
 def support_multi_target(attribute: Callable, distribution_baselines: bool = False) -> Callable:
-    """Wrap an ``attribute`` method so a 2-D integer ``target`` ``(N, K)`` is handled as described above."""
+    """Wrap an ``attribute`` method: the user-call checks at the outermost call, and a 2-D integer ``target``
+    ``(N, K)`` handled as described above."""
     sig = inspect.signature(attribute)
-    if "target" not in sig.parameters or "inputs" not in sig.parameters:
+    if "inputs" not in sig.parameters:
         return attribute
+    has_target = "target" in sig.parameters
+    var_kw = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
 
     @functools.wraps(attribute)
     def wrapper(self, *args: Any, **kwargs: Any):
-        bound = sig.bind(self, *args, **kwargs)
-        target = bound.arguments.get("target")
-        if not _is_multi_target(target):
-            return attribute(self, *args, **kwargs)
-        inputs = bound.arguments["inputs"]
-        first = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
-        if not isinstance(first, Tensor):
-            return attribute(self, *args, **kwargs)
-        n, k = first.shape[0], target.shape[1]
-        if target.shape[0] != n:
-            raise ValueError(f"a 2-D target must have shape (N, K) with N = {n} examples; received {tuple(target.shape)}")
-        arguments = dict(bound.arguments)
-        arguments.pop("self")
-        arguments["inputs"] = _repeat_rows(tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs, n, k)
-        arguments["target"] = target.reshape(-1)
-        for name in PER_EXAMPLE_ARGS:
-            if name in arguments and not (name == "baselines" and distribution_baselines):
-                arguments[name] = _repeat_rows(arguments[name], n, k)
-        extra, kw = arguments.get("additional_forward_args"), arguments.get("forward_kwargs")
-        if extra is not None or kw:
-            fwd = ForwardArgs.make(extra, kw, n).repeat(k)
-            if extra is not None:
-                arguments["additional_forward_args"] = fwd.args
-            if kw:
-                arguments["forward_kwargs"] = fwd.kwargs
-        var_kw = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
-        extra_kwargs = arguments.pop(var_kw[0], {}) if var_kw else {}
-        result = attribute(self, **arguments, **extra_kwargs)
-        return _fold(result, n, k)
+        depth = getattr(_calls, "depth", 0)
+        _calls.depth = depth + 1
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+            if depth == 0:
+                from ._base import check_user_call
+
+                check_user_call(self, bound.arguments, var_kw[0] if var_kw else None)
+            if not (has_target and _is_multi_target(bound.arguments.get("target"))):
+                return attribute(self, *args, **kwargs)
+            return _multi_target_call(attribute, self, bound, distribution_baselines)
+        finally:
+            _calls.depth = depth
 
     wrapper.__pellucid_multi_target__ = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _multi_target_call(attribute: Callable, self: Any, bound: inspect.BoundArguments,
+                       distribution_baselines: bool) -> Any:
+    """Run ``attribute`` once over the ``N * K`` (example, target) pairs of a 2-D target and fold the result."""
+    target = bound.arguments["target"]
+    inputs = bound.arguments["inputs"]
+    first = inputs[0] if isinstance(inputs, (tuple, list)) and inputs else inputs
+    if not isinstance(first, Tensor):
+        return attribute(*bound.args, **bound.kwargs)
+    n, k = first.shape[0], target.shape[1]
+    if target.shape[0] != n:
+        raise ValueError(f"a 2-D target must have shape (N, K) with N = {n} examples; received {tuple(target.shape)}")
+    arguments = dict(bound.arguments)
+    arguments.pop("self")
+    arguments["inputs"] = _repeat_rows(tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs, n, k)
+    arguments["target"] = target.reshape(-1)
+    for name in PER_EXAMPLE_ARGS:
+        if name in arguments and not (name == "baselines" and distribution_baselines):
+            arguments[name] = _repeat_rows(arguments[name], n, k)
+    extra, kw = arguments.get("additional_forward_args"), arguments.get("forward_kwargs")
+    if extra is not None or kw:
+        fwd = ForwardArgs.make(extra, kw, n).repeat(k)
+        if extra is not None:
+            arguments["additional_forward_args"] = fwd.args
+        if kw:
+            arguments["forward_kwargs"] = fwd.kwargs
+    var_kw = [p.name for p in bound.signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+    extra_kwargs = arguments.pop(var_kw[0], {}) if var_kw else {}
+    result = attribute(self, **arguments, **extra_kwargs)
+    return _fold(result, n, k)
 
 
 def install(cls: type) -> None:

@@ -259,12 +259,30 @@ class EigenCAM(_CAM):
     """
 
     def _cams(self, call: Call, space: LayerSpace) -> Tensor:
+        check_index_targets(call)
         acts = self.maps(self._single(space.activations(call.ev, call.inputs, torch.arange(call.n), tag="eigen-cam")))
         m = acts.flatten(2).transpose(1, 2)  # (N, S, C)
-        _, _, vh = torch.linalg.svd(m, full_matrices=False)
+        # an example with NaN/Inf activations (NaN inputs) gets a NaN map; the others' decompositions are unaffected
+        finite = torch.isfinite(m).flatten(1).all(1)
+        _, _, vh = torch.linalg.svd(torch.where(finite.reshape(-1, 1, 1), m, torch.zeros_like(m)), full_matrices=False)
         proj = m @ vh[:, 0, :].unsqueeze(-1)  # (N, S, 1)
         sign = torch.where(proj.sum(dim=(1, 2), keepdim=True) < 0, -1.0, 1.0).to(proj.dtype)
-        return (proj * sign).reshape((acts.shape[0],) + tuple(acts.shape[2:]))
+        proj = torch.where(finite.reshape(-1, 1, 1), proj * sign, torch.full_like(proj, float("nan")))
+        return proj.reshape((acts.shape[0],) + tuple(acts.shape[2:]))
+
+
+def check_index_targets(call: Call) -> None:
+    """Out-of-range index targets raise (as in every method) for a method that never evaluates the output: one
+    no-grad forward of the first example gives the output's shape, against which every example's target is
+    checked. ``None`` and callable targets are not checked."""
+    target = call.ev.target
+    if target.index is None:
+        return
+    first = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        out = call.ev.run(tuple(x[:1] for x in call.inputs), first)
+    if isinstance(out, Tensor) and out.dim() > 0:
+        target.select(out.expand((call.n,) + tuple(out.shape[1:])), torch.arange(call.n))
 
 
 class _PerturbedCAM(_CAM):

@@ -8,6 +8,7 @@ gradient. The expectation of the sum of attributions is ``F(x) - E_b F(b)`` (wit
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -20,13 +21,13 @@ from ._base import Attribution, attribution_sum
 
 
 def noise_stdevs(stdevs: Any, n_inputs: int, name: str = "stdevs") -> tuple[float, ...]:
-    """One non-negative standard deviation per input."""
+    """One non-negative, finite standard deviation per input."""
     items = tuple(stdevs) if isinstance(stdevs, (tuple, list)) else (stdevs,) * n_inputs
     if len(items) != n_inputs:
         raise ValueError(f"{name} has {len(items)} elements but there are {n_inputs} inputs; give one per input")
     for s in items:
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
-            raise ValueError(f"{name} must be non-negative numbers; received {stdevs!r}")
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < math.inf:
+            raise ValueError(f"{name} must be non-negative finite numbers; received {stdevs!r}")
     return tuple(float(s) for s in items)
 
 

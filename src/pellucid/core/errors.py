@@ -1,7 +1,7 @@
 """Argument checks shared by methods: clear ``ValueError``/``TypeError`` messages naming the argument."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 
 def check_positive_int(value: Any, name: str) -> int:
@@ -36,4 +36,78 @@ def check_generator(generator: Any, seed: Any = None):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int; received {type(seed).__name__}")
         return torch.Generator().manual_seed(seed)
+    return None
+
+
+def check_forward_arguments(model: Any, inputs: Sequence[Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """A clear ``TypeError`` before any model call when ``model(*inputs, *additional_forward_args,
+    **forward_kwargs)`` does not fit the signature of the model's ``forward`` (too many or too few positional
+    arguments, an unknown keyword). Models whose signature cannot be read, or that take ``*args``/``**kwargs``, are
+    not checked here (their own error surfaces when they are called)."""
+    import inspect
+
+    import torch
+
+    fn = model.forward if isinstance(model, torch.nn.Module) else model
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*inputs, *args, **kwargs)
+    except TypeError as e:
+        keywords = f"forward_kwargs keys {sorted(kwargs)}" if kwargs else "no forward_kwargs"
+        raise TypeError(
+            f"the model is called as model(*inputs, *additional_forward_args, **forward_kwargs), which does not fit "
+            f"its forward{sig}: {e}. Received {len(inputs)} input(s), {len(args)} additional_forward_args and "
+            f"{keywords}"
+        ) from None
+
+
+def nonfinite_examples(inputs: Sequence[Any]) -> list[int]:
+    """Example numbers (dim 0) whose floating-point inputs hold NaN or Inf."""
+    import torch
+
+    bad = None
+    for x in inputs:
+        if isinstance(x, torch.Tensor) and torch.is_floating_point(x) and x.numel():
+            rows = ~torch.isfinite(x).reshape(x.shape[0], -1).all(1)
+            bad = rows if bad is None else bad | rows.to(bad.device)
+    return [] if bad is None else bad.nonzero().flatten().tolist()
+
+
+def warn_nonfinite(inputs: Sequence[Any], name: str = "inputs", stacklevel: int = 3) -> None:
+    """The library's rule for NaN/Inf inputs: they propagate (rows are independent, so only the examples concerned
+    get non-finite attributions, in every method) and a ``RuntimeWarning`` names the argument and the examples."""
+    bad = nonfinite_examples(inputs)
+    if bad:
+        import warnings
+
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        warnings.warn(
+            f"{name} contains NaN or Inf values (example(s) {shown}); the attributions of these examples will be "
+            "NaN or Inf unless the model maps such values to finite outputs",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def dtype_mismatch_note(model: Any, inputs: Sequence[Any], name: str = "inputs") -> str | None:
+    """A hint for an error raised by the model when an input's dtype differs from the model's floating-point
+    parameters (e.g. float64 or integer inputs to a float32 model); ``None`` when they agree."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return None
+    dtypes = {p.dtype for p in model.parameters() if torch.is_floating_point(p)}
+    if len(dtypes) != 1:
+        return None
+    (want,) = dtypes
+    for i, x in enumerate(inputs):
+        if isinstance(x, torch.Tensor) and x.dtype != want:
+            where = f"{name}[{i}]" if len(inputs) > 1 else name
+            return (
+                f"pellucid: {where} has dtype {x.dtype} but the model's parameters are {want}; if the error above is "
+                f"about dtypes, convert the inputs (x.to({want})) or the model"
+            )
     return None

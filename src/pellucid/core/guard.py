@@ -6,6 +6,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import dtype_mismatch_note
+
 
 class ModelGuard:
     """Context manager that records and restores a model's state.
@@ -15,11 +17,16 @@ class ModelGuard:
     registered through :meth:`add_handle`. By default the parameters are frozen (``requires_grad=False``) inside
     the block: attribution differentiates with respect to inputs or activations only, and frozen parameters spare
     autograd the memory of weight-gradient buffers. Parameters are never written, so their values need no copy.
+
+    With ``inputs`` (the user's input tensors) given, a ``RuntimeError`` leaving the block (e.g. torch's "Input type
+    (double) and bias type (float) should be the same" from inside the model) is re-raised unchanged, with a note
+    (``add_note``, Python >= 3.11) naming ``inputs`` when their dtype differs from the model's parameters.
     """
 
-    def __init__(self, model: Any, freeze_parameters: bool = True):
+    def __init__(self, model: Any, freeze_parameters: bool = True, inputs: Any = None):
         self.model = model
         self.freeze = freeze_parameters
+        self.inputs = inputs
         self._handles: list = []
 
     def __enter__(self) -> "ModelGuard":
@@ -38,7 +45,11 @@ class ModelGuard:
     def add_handle(self, handle: Any) -> None:
         self._handles.append(handle)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: Any = None, exc: BaseException | None = None, tb: Any = None) -> None:
+        if isinstance(exc, RuntimeError) and self.inputs is not None and hasattr(exc, "add_note"):
+            note = dtype_mismatch_note(self.model, self.inputs)
+            if note is not None and note not in getattr(exc, "__notes__", ()):
+                exc.add_note(note)
         for h in reversed(self._handles):
             h.remove()
         self._handles.clear()

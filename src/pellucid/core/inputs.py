@@ -40,6 +40,12 @@ def format_inputs(inputs: Any, name: str = "inputs") -> tuple[tuple[Tensor, ...]
             raise ValueError(
                 f"all {name} must share the batch size (dim 0); {name}[0] has {n} rows but {name}[{i}] has {t.shape[0]}"
             )
+    if n == 0:  # one rule for every method: an empty batch is an error, never an empty result
+        where = f"{name}[0]" if was_tuple else name
+        raise ValueError(
+            f"{name} has an empty batch: {where} has shape {tuple(items[0].shape)} (0 examples in dim 0); "
+            "give at least one example"
+        )
     return items, was_tuple
 
 

@@ -1,0 +1,563 @@
+"""Bad arguments, fuzzed over every attribution class (issue 15).
+
+Every class exported from ``pellucid.attr`` (an :class:`~pellucid.attr.Attribution` subclass with an
+``attribute`` method) is discovered from ``pellucid.attr.__all__`` and constructed from its constructor's
+signature with one small CNN (``model``/``forward_func``, ``layer``, ``attribution_method``); a class added later
+is fuzzed automatically, and one that cannot be constructed or called generically fails
+:func:`test_every_exported_class_is_fuzzed` until it is given a factory or valid arguments below (with a reason).
+
+For each argument a class takes, hypothesis generates bad forms of it and every call must
+
+* raise ``ValueError`` or ``TypeError`` whose message names the argument (and, for a wrong-length target, speaks
+  of the length the user passed), or, where the library's rule says so, succeed as documented:
+  NaN/Inf inputs propagate with a ``RuntimeWarning`` naming ``inputs``; inputs of another dtype than the model
+  reach the model, whose own error then carries a note naming ``inputs``;
+* re-raise the model's own exception unchanged (the same object, no note) when the model fails mid-call;
+* leave the model exactly as it was (parameters, buffers, modes, ``requires_grad``, hooks, attributes) and no
+  global torch state behind.
+
+Deterministic (``derandomize=True``) and sized to run in well under a minute.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import pellucid.attr as attr
+from conftest import assert_same_state, model_state
+from pellucid.attr import Attribution, Saliency
+from pellucid.core.paths import METHODS as PATH_METHODS
+
+N = 3  # examples per call
+SHAPE = (3, 4, 4)  # one example
+LAYER_SHAPE = (4, 4, 4)  # the activations of the fuzzed layer (conv2)
+N_OUT = 3  # model outputs per example
+
+
+class FuzzNet(nn.Module):
+    """3x4x4 -> 3 classes: conv, batch norm (non-trivial running statistics), ReLU, conv, ReLU, average pooling,
+    linear. ``fail_at = k`` makes its k-th forward (counted from 1) raise ``error``, the model's own exception."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(16, N_OUT)
+        self.calls = 0
+        self.fail_at: int | None = None
+        self.error: Exception | None = None
+
+    def forward(self, x):
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise self.error
+        h = self.relu1(self.bn(self.conv1(x)))
+        return self.fc(self.pool(self.relu2(self.conv2(h))).flatten(1))
+
+
+def fuzz_model() -> FuzzNet:
+    """The model in a mixed state that every call must restore exactly."""
+    torch.manual_seed(0)
+    model = FuzzNet().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    model.relu1.train()  # one module in training mode (the ReLU behaves the same)
+    model.fc.bias.requires_grad_(False)
+    return model
+
+
+def valid_inputs() -> torch.Tensor:
+    return torch.randn((N,) + SHAPE, generator=torch.Generator().manual_seed(1))
+
+
+# -- discovery and generic construction -------------------------------------------------------------------------
+# classes that cannot be constructed from the signature alone: name -> (factory(model), reason)
+FACTORIES: dict[str, tuple[Callable[[nn.Module], Any], str]] = {}
+# classes not fuzzed here at all: name -> reason
+_TEXT = ("wraps another method over text prompts (an InterpretableInput and a tokenizer, not tensors); its "
+         "argument errors are tested in tests/attr/test_llm*.py")
+NOT_FUZZED: dict[str, str] = {"LLMAttribution": _TEXT, "LLMGradientAttribution": _TEXT}
+FEATURE_MASK = torch.arange(4).reshape(1, 1, 2, 2).repeat_interleave(2, 2).repeat_interleave(2, 3).expand(1, *SHAPE)
+# a valid value for every attribute() argument that is required or needs a small value to keep the suite fast
+VALID = {
+    "target": 1, "neuron_selector": (0, 1, 1), "sliding_window_shapes": (3, 2, 2), "n_steps": 3, "n_samples": 3,
+    "nt_samples": 2, "feature_mask": FEATURE_MASK,
+}
+RANDOM = {"seed": 0}  # given where a class takes it, so every call is reproducible
+
+
+def attribution_classes() -> list[str]:
+    names = []
+    for name in attr.__all__:
+        obj = getattr(attr, name)
+        if inspect.isclass(obj) and issubclass(obj, Attribution) and callable(getattr(obj, "attribute", None)):
+            names.append(name)
+    return sorted(names)
+
+
+CLASSES = attribution_classes()
+
+
+class NotGeneric(Exception):
+    """A class that this module cannot construct or call from its signature alone."""
+
+
+def construct(name: str, model: nn.Module, **override: Any) -> Attribution:
+    """``cls(...)`` with the model, its layer ``conv2`` and ``Saliency(model)`` for the arguments of those names."""
+    if name in FACTORIES:
+        return FACTORIES[name][0](model)
+    cls = getattr(attr, name)
+    kwargs: dict[str, Any] = {}
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in override:
+            kwargs[p.name] = override[p.name]
+        elif p.name in ("model", "forward_func"):
+            kwargs[p.name] = model
+        elif p.name == "layer":
+            kwargs[p.name] = model.conv2
+        elif p.name == "attribution_method":
+            kwargs[p.name] = Saliency(model)
+        elif p.default is p.empty:
+            raise NotGeneric(f"{name}.__init__ needs {p.name!r}; add {name} to FACTORIES with a reason")
+    return cls(**kwargs)
+
+
+def attribute_params(name: str) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(getattr(attr, name).attribute).parameters)
+
+
+def takes(name: str, arg: str) -> bool:
+    params = attribute_params(name)
+    return arg in params or (arg == "target" and _var_keyword(params))
+
+
+def _var_keyword(params: dict[str, inspect.Parameter]) -> bool:
+    """A method passing ``**kwargs`` on to a wrapped method (NoiseTunnel) takes the wrapped method's arguments."""
+    return any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def valid_kwargs(name: str) -> dict[str, Any]:
+    params = attribute_params(name)
+    kwargs: dict[str, Any] = {}
+    for p in list(params.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "inputs":
+            continue
+        if p.name in VALID:
+            kwargs[p.name] = VALID[p.name]
+        elif p.name in RANDOM:
+            kwargs[p.name] = RANDOM[p.name]
+        elif p.default is p.empty:
+            raise NotGeneric(f"{name}.attribute needs {p.name!r}; add a valid value to VALID")
+    if _var_keyword(params) and "target" not in params:
+        kwargs["target"] = VALID["target"]
+    return kwargs
+
+
+def _generic(name: str) -> bool:
+    try:
+        construct(name, fuzz_model())
+        valid_kwargs(name)
+    except NotGeneric:
+        return False  # test_every_exported_class_is_fuzzed fails and says what to add
+    return True
+
+
+FUZZED = [n for n in CLASSES if n not in NOT_FUZZED and _generic(n)]
+_instances: dict[str, tuple[FuzzNet, Attribution]] = {}
+
+
+def instance(name: str) -> tuple[FuzzNet, Attribution]:
+    """One model and instance per class, reused by every example: each bad call must leave them as they were."""
+    if name not in _instances:
+        model = fuzz_model()
+        _instances[name] = (model, construct(name, model))
+    return _instances[name]
+
+
+def taking(arg: str) -> list[str]:
+    return [n for n in FUZZED if takes(n, arg)]
+
+
+def classes_taking(*args: str) -> list[tuple[str, str]]:
+    return [(n, a) for a in args for n in FUZZED if takes(n, a)]
+
+
+# -- running one call and checking its outcome -----------------------------------------------------------------------
+def assert_no_global_state_left() -> None:
+    assert torch._C._len_torch_function_stack() == 0
+    assert torch._C._autograd._top_saved_tensors_default_hooks(False) is None
+    assert len(torch.nn.modules.module._global_forward_hooks) == 0
+    assert torch.is_grad_enabled()
+
+
+def call(name: str, _model: nn.Module | None = None, _method: Attribution | None = None, **override: Any):
+    """``(result or None, exception or None, warnings)`` of ``attribute`` with the valid arguments and ``override``;
+    checks the model is unchanged and no global state is left."""
+    model, method = (_model, _method) if _method is not None else instance(name)
+    kwargs = {**valid_kwargs(name), **override}
+    inputs = kwargs.pop("inputs", valid_inputs())
+    before = model_state(model)
+    result, error = None, None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = method.attribute(inputs, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the outcome is checked by the caller
+            error = e
+    assert_same_state(before, model_state(model))
+    assert_no_global_state_left()
+    return result, error, [w for w in caught]
+
+
+def describe(name: str, override: dict) -> str:
+    shown = {k: (f"tensor{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else v) for k, v in override.items()}
+    return f"{name}.attribute(..., {shown})"
+
+
+def expect_error(name: str, arg: str, mentions: tuple[str, ...] = (), **override: Any) -> None:
+    """A ``ValueError``/``TypeError`` naming ``arg`` (and every string in ``mentions``)."""
+    _, error, _ = call(name, **override)
+    where = describe(name, override)
+    assert error is not None, f"{where} was accepted silently"
+    assert isinstance(error, (ValueError, TypeError)), f"{where} raised {type(error).__name__}: {error}"
+    message = str(error)
+    assert arg in message, f"{where}: the message does not name {arg!r}: {message}"
+    for m in mentions:
+        assert re.search(rf"\b{re.escape(m)}\b", message), f"{where}: the message does not mention {m!r}: {message}"
+
+
+FUZZ = settings(
+    max_examples=4, deadline=None, derandomize=True, database=None, print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+FEW = settings(FUZZ, max_examples=2)
+
+
+# -- the suite covers every class ---------------------------------------------------------------------------------
+def test_every_exported_class_is_fuzzed():
+    """Discovery finds the classes, each is constructible and its valid call succeeds quietly; a new class that is
+    not constructible from its signature must be given a factory or a reason here."""
+    assert len(CLASSES) >= 47
+    problems = []
+    for name in CLASSES:
+        if name in NOT_FUZZED:
+            continue
+        try:
+            model = fuzz_model()
+            method = construct(name, model)
+            valid_kwargs(name)
+        except NotGeneric as e:
+            problems.append(str(e))
+            continue
+        result, error, caught = call(name, model, method)
+        if error is not None:
+            problems.append(f"{name}: the valid call raised {type(error).__name__}: {error}")
+        elif caught:
+            problems.append(f"{name}: the valid call warned: {[str(w.message) for w in caught]}")
+    assert not problems, "\n".join(problems)
+
+
+# -- inputs -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", FUZZED)
+@FEW
+@given(empty=st.sampled_from(["tensor", "tuple"]), trailing=st.sampled_from([SHAPE, (5,), ()]))
+def test_empty_batch_is_a_value_error_naming_inputs(name, empty, trailing):
+    x = torch.zeros((0,) + trailing)
+    expect_error(name, "inputs", ("empty",), inputs=x if empty == "tensor" else (x,))
+
+
+@pytest.mark.parametrize("name", FUZZED)
+@FEW
+@given(value=st.one_of(
+    st.none(), st.text(max_size=3), st.floats(allow_nan=False), st.lists(st.floats(-1, 1), max_size=3),
+    st.builds(lambda: np.zeros((N,) + SHAPE, dtype=np.float32)), st.just(torch.tensor(1.0)),
+    st.builds(lambda: (valid_inputs(), valid_inputs()[:1])),
+))
+def test_inputs_of_the_wrong_kind(name, value):
+    expect_error(name, "inputs", inputs=value)
+
+
+@pytest.mark.parametrize("name", FUZZED)
+@FEW
+@given(extra=st.integers(1, 2))
+def test_more_inputs_than_the_model_takes(name, extra):
+    x = valid_inputs()
+    expect_error(name, "inputs", inputs=(x,) * (1 + extra))
+
+
+@pytest.mark.parametrize("name", FUZZED)
+@FUZZ
+@given(positions=st.lists(st.integers(0, N * math.prod(SHAPE) - 1), min_size=1, max_size=5, unique=True),
+       value=st.sampled_from([math.nan, math.inf, -math.inf]))
+def test_nonfinite_inputs_propagate_with_a_warning_naming_inputs(name, positions, value):
+    """The rule for NaN/Inf inputs, the same in every method: no exception from inside the method (a surrogate
+    fit, a decomposition), a result, and a RuntimeWarning naming ``inputs`` and the examples concerned."""
+    x = valid_inputs()
+    x.view(-1)[torch.tensor(positions)] = value
+    result, error, caught = call(name, inputs=x)
+    where = describe(name, {"inputs": f"NaN/Inf at {positions}"})
+    assert error is None, f"{where} raised {type(error).__name__}: {error}"
+    assert result is not None
+    examples = sorted({p // math.prod(SHAPE) for p in positions})
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert any("inputs" in m and ", ".join(map(str, examples)) in m for m in messages), (where, messages)
+
+
+@pytest.mark.parametrize("name", FUZZED)
+@FEW
+@given(dtype=st.sampled_from([torch.float64, torch.float16, torch.int64]))
+def test_inputs_of_another_dtype_than_the_model(name, dtype):
+    """Reach the model (it may cast them); if the model fails, its own error comes back with a note naming
+    ``inputs``; gradient methods reject integer inputs with a TypeError naming ``inputs``."""
+    x = valid_inputs().to(dtype)
+    result, error, _ = call(name, inputs=x)
+    if error is None:
+        return
+    where = describe(name, {"inputs": x})
+    if isinstance(error, TypeError) and "inputs" in str(error):
+        return
+    assert isinstance(error, RuntimeError), f"{where} raised {type(error).__name__}: {error}"
+    assert any("inputs" in note and str(dtype) in note for note in getattr(error, "__notes__", ())), (where, error)
+
+
+# -- the model fails -----------------------------------------------------------------------------------------------
+class ModelFailure(Exception):
+    """The model's own exception (not a pellucid error)."""
+
+
+@pytest.mark.parametrize("name", FUZZED)
+@FUZZ
+@given(fail_at=st.integers(1, 4))
+def test_the_models_own_exception_is_reraised_unchanged(name, fail_at):
+    model, method = instance(name)
+    error = ModelFailure(f"forward {fail_at} failed")
+    model.calls, model.fail_at, model.error = 0, fail_at, error
+    try:
+        _, raised, _ = call(name)
+    finally:
+        model.fail_at, model.error = None, None
+    if raised is None:
+        assert model.calls < fail_at, f"{name}: the model failed but the call returned"
+        return
+    assert raised is error, f"{name} replaced the model's exception with {type(raised).__name__}: {raised}"
+    assert not getattr(raised, "__notes__", None), f"{name} added notes to the model's exception: {raised.__notes__}"
+
+
+# -- baselines ----------------------------------------------------------------------------------------------------
+def _broadcasts(shape: tuple[int, ...], full: tuple[int, ...]) -> bool:
+    try:
+        return len(shape) <= len(full) and torch.broadcast_shapes(shape, full) == full
+    except RuntimeError:
+        return False
+
+
+def _bad_shapes(trailing: tuple[int, ...]) -> st.SearchStrategy:
+    """Shapes no baseline or mask form accepts: neither broadcastable to ``(N, *trailing)`` nor ``(S, *trailing)``."""
+    return st.lists(st.integers(1, 5), min_size=1, max_size=len(trailing) + 1).map(tuple).filter(
+        lambda s: not _broadcasts(s, (N,) + trailing) and s[1:] != trailing
+    )
+
+
+BAD_BASELINE = st.one_of(
+    _bad_shapes(SHAPE).map(torch.zeros), st.text(max_size=2), st.builds(object),
+    st.builds(lambda: (torch.zeros(SHAPE), torch.zeros(SHAPE))),
+)
+
+
+@pytest.mark.parametrize("name", taking("baselines"))
+@FUZZ
+@given(value=BAD_BASELINE)
+def test_bad_baselines(name, value):
+    expect_error(name, "baselines", baselines=value)
+
+
+@pytest.mark.parametrize("name", taking("layer_baselines"))
+@FUZZ
+@given(value=st.one_of(_bad_shapes(LAYER_SHAPE).map(torch.zeros), st.text(max_size=2)))
+def test_bad_layer_baselines(name, value):
+    expect_error(name, "layer_baselines", layer_baselines=value)
+
+
+# -- target ---------------------------------------------------------------------------------------------------------
+BAD_TARGET = st.one_of(
+    st.integers(N_OUT, 10**6), st.integers(-(10**6), -N_OUT - 1), st.floats(), st.booleans(), st.text(max_size=2),
+    st.lists(st.integers(0, N_OUT - 1), max_size=6).filter(lambda t: len(t) != N),
+    st.lists(st.integers(N_OUT, 50), min_size=N, max_size=N),
+    st.builds(lambda: torch.tensor([0.5] * N)),
+    st.integers(0, 6).filter(lambda k: k not in (1, N)).map(lambda k: torch.zeros(k, dtype=torch.long)),
+    st.builds(lambda: torch.zeros(N + 1, 2, dtype=torch.long)),
+    st.tuples(st.integers(0, 2), st.integers(0, 2)),
+)
+
+
+@pytest.mark.parametrize("name", taking("target"))
+@settings(FUZZ, max_examples=6)
+@given(value=BAD_TARGET)
+def test_bad_target(name, value):
+    wrong_length = isinstance(value, list) and len(value) != N
+    expect_error(name, "target", (str(len(value)),) if wrong_length else (), target=value)
+
+
+# -- extra forward arguments ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", FUZZED)
+@FEW
+@given(value=st.one_of(
+    st.builds(lambda: torch.ones(N)), st.tuples(st.integers(), st.floats(allow_nan=False)),
+    st.lists(st.builds(lambda: torch.ones(N, 2)), min_size=1, max_size=2),
+))
+def test_additional_forward_args_the_model_does_not_take(name, value):
+    expect_error(name, "additional_forward_args", additional_forward_args=value)
+
+
+@pytest.mark.parametrize("name", FUZZED)
+@FEW
+@given(value=st.one_of(
+    st.dictionaries(st.from_regex(r"[a-z]\w{0,5}", fullmatch=True), st.integers(), min_size=1, max_size=2),
+    st.text(max_size=2), st.lists(st.integers(), min_size=1, max_size=2),
+))
+def test_bad_forward_kwargs(name, value):
+    expect_error(name, "forward_kwargs", forward_kwargs=value)
+
+
+# -- counts and sizes -----------------------------------------------------------------------------------------------
+COUNTS = ("n_steps", "n_samples", "nt_samples", "perturbations_per_eval", "internal_batch_size", "batch_size",
+          "nt_samples_batch_size")
+BAD_COUNT = st.one_of(st.integers(-(10**6), 0), st.floats(allow_nan=True), st.text(max_size=2), st.booleans())
+
+
+@pytest.mark.parametrize("name,arg", classes_taking(*COUNTS))
+@FUZZ
+@given(value=BAD_COUNT)
+def test_bad_counts(name, arg, value):
+    expect_error(name, arg, **{arg: value})
+
+
+@pytest.mark.parametrize("name", taking("stdevs"))
+@FUZZ
+@given(value=st.one_of(
+    st.floats(max_value=-1e-6), st.just(math.nan), st.just(math.inf), st.text(max_size=2),
+    st.lists(st.floats(0, 1), min_size=2, max_size=3).map(tuple),
+))
+def test_bad_stdevs(name, value):
+    expect_error(name, "stdevs", stdevs=value)
+
+
+CHOICES = {"method": PATH_METHODS, "nt_type": ("smoothgrad", "smoothgrad_sq", "vargrad"),
+           "interpolate_mode": ("nearest", "linear", "bilinear", "trilinear", "bicubic", "area", "nearest-exact")}
+
+
+@pytest.mark.parametrize("name,arg", classes_taking(*CHOICES))
+@FEW
+@given(data=st.data())
+def test_bad_choices(name, arg, data):
+    value = data.draw(st.one_of(st.text(max_size=6).filter(lambda v: v not in CHOICES[arg]), st.integers()))
+    expect_error(name, arg, **{arg: value})
+
+
+# -- feature masks, windows ------------------------------------------------------------------------------------------
+def _bad_masks(trailing: tuple[int, ...]) -> st.SearchStrategy:
+    return st.one_of(
+        st.builds(lambda: torch.full((1,) + trailing, 0.5)),  # ids that are not whole numbers
+        st.builds(lambda: -torch.ones((1,) + trailing, dtype=torch.long)),
+        _bad_shapes(trailing).map(lambda s: torch.zeros(s, dtype=torch.long)),
+        st.builds(lambda: (torch.zeros(trailing, dtype=torch.long),) * 2),
+        st.text(max_size=2),
+    )
+
+
+@pytest.mark.parametrize("name", taking("feature_mask"))
+@FUZZ
+@given(value=_bad_masks(SHAPE))
+def test_bad_feature_mask(name, value):
+    expect_error(name, "feature_mask", feature_mask=value)
+
+
+@pytest.mark.parametrize("name", taking("layer_mask"))
+@FUZZ
+@given(value=_bad_masks(LAYER_SHAPE))
+def test_bad_layer_mask(name, value):
+    expect_error(name, "layer_mask", layer_mask=value)
+
+
+@pytest.mark.parametrize("name", taking("sliding_window_shapes"))
+@FUZZ
+@given(value=st.one_of(
+    st.tuples(st.integers(4, 9), st.integers(1, 4), st.integers(1, 4)),
+    st.tuples(st.integers(1, 3), st.integers(-3, 0), st.integers(1, 4)),
+    st.lists(st.integers(1, 2), min_size=1, max_size=5).filter(lambda v: len(v) != 3).map(tuple),
+    st.text(max_size=2),
+))
+def test_bad_sliding_window_shapes(name, value):
+    expect_error(name, "sliding_window_shapes", sliding_window_shapes=value)
+
+
+@pytest.mark.parametrize("name", taking("strides"))
+@FUZZ
+@given(value=st.one_of(
+    st.integers(-3, 0), st.lists(st.integers(1, 2), min_size=1, max_size=5).filter(lambda v: len(v) != 3).map(tuple),
+    st.text(max_size=2), st.floats(0.1, 0.9),
+))
+def test_bad_strides(name, value):
+    expect_error(name, "strides", strides=value)
+
+
+# -- neuron selectors, random state -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", taking("neuron_selector"))
+@FUZZ
+@given(value=st.one_of(
+    st.tuples(st.integers(4, 20), st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.integers(0, 3), st.integers(-20, -5), st.integers(0, 3)),
+    st.lists(st.integers(0, 3), max_size=5).filter(lambda v: len(v) != 3).map(tuple),
+    st.integers(), st.floats(), st.text(max_size=2), st.just(None),
+))
+def test_bad_neuron_selector(name, value):
+    expect_error(name, "neuron_selector", neuron_selector=value)
+
+
+@pytest.mark.parametrize("name,arg", classes_taking("generator", "seed"))
+@FEW
+@given(value=st.one_of(st.text(max_size=2), st.floats(), st.builds(object)))
+def test_bad_random_state(name, arg, value):
+    override = {arg: value}
+    if arg == "generator":
+        override["seed"] = None
+    expect_error(name, arg, **override)
+
+
+# -- constructors -----------------------------------------------------------------------------------------------------
+def _init_params(name: str) -> set[str]:
+    return set(inspect.signature(getattr(attr, name).__init__).parameters)
+
+
+CONSTRUCTOR_ARGS = [(n, a) for n in FUZZED if n not in FACTORIES
+                    for a in ("model", "forward_func", "layer", "attribution_method") if a in _init_params(n)]
+
+
+@pytest.mark.parametrize("name,arg", CONSTRUCTOR_ARGS)
+@FEW
+@given(value=st.one_of(st.integers(), st.text(max_size=2), st.builds(lambda: nn.Conv2d(4, 4, 3))))
+def test_bad_constructor_arguments(name, arg, value):
+    """A model that is not callable, a layer that is not a module of the model, a method that is not an
+    attribution: a clear error when the object is built."""
+    if arg in ("model", "forward_func") and isinstance(value, nn.Module):
+        value = 3  # any module is a callable model
+    with pytest.raises((TypeError, ValueError)) as info:
+        construct(name, fuzz_model(), **{arg: value})
+    assert arg in str(info.value) or (arg == "model" and "forward_func" in str(info.value)), str(info.value)
