@@ -130,3 +130,31 @@ def test_bad_arguments_are_named(classifier, tmp_path):
         TracInCP(model, data, ckpts, loss_fn=nn.CrossEntropyLoss()).influence((x, y), k=100)
     with pytest.raises(TypeError, match="inputs"):
         TracInCP(model, data, ckpts).influence(x)
+
+
+def test_self_influence_ranks_flipped_labels_first(tmp_path):
+    """Pruthi et al. sec. 4.1: mislabelled examples keep large loss gradients, so they top the self-influence."""
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 2, generator=g) + 2.5 * (2 * y[:, None].float() - 1)
+    flipped = torch.zeros(n, dtype=torch.bool)
+    flipped[torch.randperm(n, generator=g)[:20]] = True
+    y_noisy = torch.where(flipped, 1 - y, y)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    paths = []
+    for epoch in range(6):
+        for _ in range(10):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y_noisy).backward()
+            opt.step()
+        path = tmp_path / f"e{epoch}.pt"
+        torch.save({"model_state_dict": model.state_dict(), "learning_rate": 0.1}, path)
+        paths.append(str(path))
+    data = TensorDataset(x, y_noisy)
+    scores = TracInCPFast(model, model[2], data, paths, loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+                          batch_size=64).self_influence()
+    top = scores.argsort(descending=True)[:20]
+    assert flipped[top].float().mean() >= 0.8  # random ranking: 0.1
