@@ -194,6 +194,8 @@ class Panel {
 
   clear() {
     this.job = null;
+    delete $(".overlay", this.root).dataset.loaded;
+    delete $(".tokens", this.root).dataset.loaded;
     $(".overlay", this.root).hidden = true;
     $(".tokens", this.root).hidden = true;
     $(".metrics", this.root).replaceChildren();
