@@ -14,11 +14,14 @@ import warnings
 import torch
 from torch import Tensor
 
+from ..core.errors import check_choice
 from ..core.inputs import TensorOrTuple, format_inputs, restore_form
 from ..core.layers import LayerType
 from ..core.targets import TargetType
 from .guided_backprop import GuidedBackprop
 from .layer import LayerAttribution, check_grad_kwargs, interpolate, layer_gradients
+
+INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")  # F.interpolate's
 
 
 def grad_cam(acts: Tensor, grads: Tensor, relu: bool = True, sum_channels: bool = True) -> Tensor:
@@ -85,6 +88,7 @@ class GuidedGradCam(LayerAttribution):
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> TensorOrTuple:
+        check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
         xs, was_tuple = format_inputs(inputs)
         cam = self._cam.attribute(inputs, target, additional_forward_args, attribute_to_layer_input, True,
                                   forward_kwargs=forward_kwargs, batch_size=batch_size, show_progress=show_progress)
