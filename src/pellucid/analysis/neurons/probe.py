@@ -5,7 +5,9 @@ Dalvi et al., 2019, "What is one grain of sand in the desert? Analyzing individu
 ``CE + lambda_l1 ||W||_1 + lambda_l2 ||W||_2^2`` (the bias is not penalised); with ``task="regression"`` a linear
 probe ``W x + b`` with mean squared error instead of cross-entropy. The l1 term makes the weights sparse, the l2
 term keeps groups of correlated neurons (elastic net; Zou & Hastie, 2005). Training is mini-batch Adam over shuffled
-rows (rows are read in batches, so memory-mapped activations are never loaded whole), seeded.
+rows (rows are read in batches, so memory-mapped activations are never loaded whole), seeded; the l1 term is applied by
+its proximal operator (soft-thresholding in Adam's metric) rather than by its subgradient, so unsupported weights
+are exactly zero instead of oscillating around it.
 """
 from __future__ import annotations
 
@@ -98,6 +100,18 @@ def elastic_net_penalty(weight: Tensor, lambda_l1: float, lambda_l2: float) -> T
     return lambda_l1 * weight.abs().sum() + lambda_l2 * weight.pow(2).sum()
 
 
+def _prox_l1(opt: torch.optim.Adam, weight: Tensor, step: float) -> None:
+    """Soft-thresholding of ``weight`` in Adam's diagonal metric (proximal Adam; Yun et al., 2021, ProxGen): the
+    l1 term is applied exactly, so weights that the data does not support become exactly zero."""
+    state = opt.state[weight]
+    beta2 = opt.param_groups[0]["betas"][1]
+    eps = opt.param_groups[0]["eps"]
+    t = float(state["step"])
+    denom = (state["exp_avg_sq"] / (1 - beta2 ** t)).sqrt() + eps
+    with torch.no_grad():
+        weight.copy_(weight.sign() * (weight.abs() - step / denom).clamp_min(0))
+
+
 def train_probe(
     X: Any,
     y: Any,
@@ -175,10 +189,13 @@ def train_probe(
                 out = probe(xb)
                 target = yi[rows].to(dev)
                 loss = loss_fn(out if task == "classification" else out[:, 0], target)
-                loss = loss + elastic_net_penalty(probe.linear.weight, lambda_l1, lambda_l2)
+                if lambda_l2:
+                    loss = loss + lambda_l2 * probe.linear.weight.pow(2).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if lambda_l1:
+                    _prox_l1(opt, probe.linear.weight, lr * lambda_l1)
     probe.eval()
     return probe
 
