@@ -48,9 +48,25 @@ def build_method(method: Any, model: torch.nn.Module, init: Mapping[str, Any]) -
             kwargs[key] = [_submodule(model, v, f"method_init.{key}") for v in value]
     if isinstance(method, str):
         method = method_class(method)
+    if isinstance(method, type) and _first_parameter(method) == "attribution_method":  # wrappers: NoiseTunnel
+        inner = kwargs.pop("attribution_method", None)
+        if inner is None:
+            raise JobConfigError(f"method_init.attribution_method: {method.__name__} wraps another method; name it "
+                                 "(e.g. attribution_method = 'Saliency')")
+        if isinstance(inner, (str, type)):
+            inner = build_method(inner, model, {})
+        return method(inner, **kwargs)
     if isinstance(method, type) or kwargs:
         return method(model, **kwargs)
     return method(model)
+
+
+def _first_parameter(cls: type) -> str | None:
+    try:
+        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    except (TypeError, ValueError):
+        return None
+    return params[0] if params else None
 
 
 def _submodule(model: torch.nn.Module, path: str, name: str) -> torch.nn.Module:
@@ -148,14 +164,24 @@ class BatchWorker:
             model = call_factory(config.model, config.model_kwargs, "model")
         if not isinstance(model, torch.nn.Module):
             raise JobConfigError(f"model: the factory must return a torch.nn.Module; it returned {type(model).__name__}")
-        model.eval()  # the job built this model: inference mode (dropout off, BatchNorm running statistics)
+        # a factory may hand out a model the caller keeps using: remember its modes and device, restored by close()
+        self._modes = [(m, m.training) for m in model.modules()]
+        self._home = next((t.device for t in list(model.parameters()) + list(model.buffers())), None)
         self.digest = weights_digest(model)
         if expected_digest is not None and self.digest != expected_digest:
             raise RuntimeError("the model factory built different weights in this worker than in the driver; a job's "
                                "model factory must be deterministic (seed it, or load saved weights)")
+        model.eval()  # inference: dropout off, BatchNorm running statistics
         self.model = model.to(self.device)
         self.method = build_method(config.method, self.model, config.method_init)
         self.metrics = metric_entries(config.metrics)
+
+    def close(self) -> None:
+        """Give the model back as the factory returned it (training flags, device)."""
+        for m, mode in self._modes:
+            m.training = mode
+        if self._home is not None and self._home != self.device:
+            self.model.to(self._home)
 
     def outputs(self, inputs: tuple[Tensor, ...], extra: Any) -> Tensor:
         args = extra if isinstance(extra, tuple) else (() if extra is None else (extra,))

@@ -42,7 +42,7 @@ def make_dataset(spec: Any, kwargs: Mapping[str, Any] | None = None) -> Any:
     """The dataset from a ``module:function`` string, a factory callable, or the dataset itself."""
     if isinstance(spec, str):
         ds = call_factory(spec, kwargs or {}, "dataset")
-    elif callable(spec) and not hasattr(spec, "__getitem__"):
+    elif callable(spec) and (isinstance(spec, type) or not hasattr(spec, "__getitem__")):
         ds = spec(**(kwargs or {}))
     else:
         ds = spec

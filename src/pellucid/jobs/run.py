@@ -130,15 +130,25 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 def run_job(config: JobConfig, restart: bool = False) -> JobResult:
     """Run (or resume) the job described by ``config``; see :func:`attribute_dataset`."""
-    from .. import __version__
-
     t0 = time.perf_counter()
     path = Path(config.store)
     dataset = make_dataset(config.dataset, config.dataset_kwargs)
     n = len(dataset)
     first = load_batch(dataset, *batch_range(0, n, config.batch_size))
     local = BatchWorker(config) if config.engine == "local" else None
-    digest = local.digest if local is not None else weights_digest(_driver_model(config))
+    try:
+        digest = local.digest if local is not None else weights_digest(_driver_model(config))
+        return _run(config, restart, path, dataset, first, local, digest, t0)
+    finally:
+        if local is not None:
+            local.close()
+
+
+def _run(config: JobConfig, restart: bool, path: Path, dataset: Any, first: Batch, local: BatchWorker | None,
+         digest: str, t0: float) -> JobResult:
+    from .. import __version__
+
+    n = len(dataset)
     extra = {
         "n_examples": n,
         "inputs": [[list(t.shape[1:]), str(t.dtype)] for t in first.inputs],
