@@ -41,6 +41,11 @@ def test_extraction_streams_to_disk_and_equals_the_layer(planted, tmp_path):
     assert acts.neuron_names([0, 34]) == ["hidden:0", "logits:2"]
     mem = nx.extract_activations(model, [model.act], batches, show_progress=False, dtype=torch.float16)
     assert mem.path is None and mem.layers == ["act"] and mem.values.dtype == torch.float16
+    # a whole tensor is batched; a loader of (inputs, labels) is unpacked by input_fn; same rows either way
+    whole = nx.extract_activations(model, model.act, x, batch_size=100, show_progress=False)
+    loader = [(x[i: i + 64], None) for i in range(0, len(x), 64)]
+    unpacked = nx.extract_activations(model, model.act, loader, input_fn=lambda b: b[0], show_progress=False)
+    assert torch.equal(whole.values, acts.values[:, :32]) and torch.equal(unpacked.values, whole.values)
 
 
 def test_token_extraction_drops_padding_and_restores_training_mode():

@@ -115,6 +115,13 @@ def test_ordering_prefixes_are_the_sweep_unions_on_random_weights():
         assert set(o2[:c].tolist()) == _brute_union(w.numpy(), s / 20)
 
 
+def test_all_zero_class_selects_nothing():
+    w = torch.tensor([[0.0, 0.0, 0.0], [1.0, 3.0, 0.0]])
+    union, per = nx.top_neurons(w, 0.0)
+    assert per[0].tolist() == [] and union.tolist() == [1]
+    assert nx.neuron_ordering(w)[0].tolist() == [1, 0, 2]
+
+
 def test_random_neurons_distinct_seeded_and_excluding():
     a = nx.random_neurons(50, 10, seed=1, exclude=[0, 1, 2])
     assert len(set(a.tolist())) == 10 and not set(a.tolist()) & {0, 1, 2}

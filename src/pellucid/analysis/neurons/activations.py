@@ -286,6 +286,8 @@ def extract_activations(
     dtype: torch.dtype = torch.float32,
     layer_names: Sequence[str] | None = None,
     device: str | torch.device | None = None,
+    input_fn: Callable[[Any], Any] | None = None,
+    batch_size: int = 64,
     show_progress: bool = True,
 ) -> Activations:
     """Activations of ``layers`` over every batch of ``data``.
@@ -295,7 +297,8 @@ def extract_activations(
         layers: a module, a list of modules, or ``{name: module}``; a layer's value is its output (the first element
             of a tuple output, as for Hugging Face blocks).
         data: an iterable of batches (e.g. a ``DataLoader``): a tensor (``model(x)``), a tuple/list
-            (``model(*batch)``) or a dict (``model(**batch)``).
+            (``model(*batch)``) or a dict (``model(**batch)``); or a single tensor of all examples, split into
+            batches of ``batch_size`` (default 64).
         per: ``"example"``: one row per example, the layer's value flattened after the batch dim (``(N, ...)`` ->
             ``(N, prod(...))``); ``"token"``: layers with ``(N, L, D)`` values give one row per token, neurons are
             the ``D`` features, padding dropped where the batch is a dict with ``mask_key``.
@@ -305,6 +308,8 @@ def extract_activations(
         dtype: storage dtype (``torch.float32`` default; ``torch.float16`` halves the disk).
         layer_names: names for the layers (default: their qualified names in ``model``).
         device: move each batch there first (default: leave it).
+        input_fn: maps each batch to the model's input (e.g. ``lambda b: b[0]`` for a loader yielding
+            ``(inputs, labels)``); default: the batch itself.
         show_progress: a tqdm bar over batches (default ``True``).
 
     Returns:
@@ -314,6 +319,14 @@ def extract_activations(
     if per not in ("example", "token"):
         raise ValueError(f"per must be 'example' or 'token'; received {per!r}")
     names, modules = format_named_layers(model, layers, layer_names)
+    if isinstance(data, Tensor):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; received {batch_size!r}")
+        if data.dim() == 0:
+            raise ValueError("data must have a batch dimension; received a 0-d tensor")
+        data = [data[i: i + batch_size] for i in range(0, data.shape[0], batch_size)]
+    if input_fn is not None and not callable(input_fn):
+        raise TypeError(f"input_fn must be a callable batch -> model input; received {type(input_fn).__name__}")
     writer = ActivationWriter(out, dtype)
     sizes: list[int] | None = None
     sent: list[Tensor] = []
@@ -324,6 +337,8 @@ def extract_activations(
             if isinstance(model, nn.Module):
                 model.eval()
             for batch in _progress(data, show_progress, "activations", total):
+                if input_fn is not None:
+                    batch = input_fn(batch)
                 batch = _to_device(batch, None if device is None else torch.device(device))
                 values = layer_values(model, modules, batch)
                 n = values[0].shape[0]

@@ -13,7 +13,6 @@ from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from .probe import encode_labels, probe_accuracy, train_probe, values_of
 

@@ -63,7 +63,9 @@ def _select(probe: Any, p: float, descending: bool, classes: Any) -> tuple[Tenso
     names = list(names)
     if len(names) != w.shape[0]:
         raise ValueError(f"classes must name the probe's {w.shape[0]} outputs; received {len(names)} names")
-    per = {c: _prefix(w[i], p, descending) for i, c in enumerate(names)}
+    # a class whose weights are all zero (e.g. removed by a strong l1) selects nothing
+    per = {c: _prefix(w[i], p, descending) if w[i].sum() > 0 else torch.zeros(0, dtype=torch.long)
+           for i, c in enumerate(names)}
     # union, ordered by each neuron's best (smallest) rank in any class
     best: dict[int, int] = {}
     for sel in per.values():
@@ -95,11 +97,14 @@ def bottom_neurons(probe: Any, percentage: float, classes: Any = None) -> tuple[
 
 
 def entry_points(probe: Any) -> Tensor:
-    """For each neuron, the smallest weight-mass fraction ``p`` at which it joins the top neurons: ``(D,)``."""
+    """For each neuron, the smallest weight-mass fraction ``p`` at which it joins the top neurons: ``(D,)``
+    (``inf`` if every class's weights are zero)."""
     w = probe_weights(probe)
     order = torch.sort(w, dim=1, descending=True, stable=True).indices
     sorted_w = torch.gather(w, 1, order)
-    before = (sorted_w.cumsum(1) - sorted_w) / sorted_w.sum(1, keepdim=True).clamp_min(1e-300)
+    total = sorted_w.sum(1, keepdim=True)
+    before = (sorted_w.cumsum(1) - sorted_w) / total.clamp_min(1e-300)
+    before = torch.where(total > 0, before, torch.full_like(before, float("inf")))  # all-zero classes never select
     entry = torch.empty_like(w)
     entry.scatter_(1, order, before)
     return entry.min(0).values
