@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -243,8 +243,9 @@ def expect_error(name: str, arg: str, mentions: tuple[str, ...] = (), **override
         assert re.search(rf"\b{re.escape(m)}\b", message), f"{where}: the message does not mention {m!r}: {message}"
 
 
-FUZZ = settings(
+FUZZ = settings(  # no shrinking: the first failing example is reported as drawn (derandomized, so reproducible)
     max_examples=4, deadline=None, derandomize=True, database=None, print_blob=False,
+    phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 FEW = settings(FUZZ, max_examples=2)
@@ -318,6 +319,17 @@ def test_nonfinite_inputs_propagate_with_a_warning_naming_inputs(name, positions
     examples = sorted({p // math.prod(SHAPE) for p in positions})
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert any("inputs" in m and ", ".join(map(str, examples)) in m for m in messages), (where, messages)
+
+
+@pytest.mark.parametrize("name", taking("baselines"))
+@FEW
+@given(position=st.integers(0, math.prod(SHAPE) - 1), value=st.sampled_from([math.nan, math.inf]))
+def test_nonfinite_baselines_propagate_with_a_warning_naming_baselines(name, position, value):
+    b = torch.zeros((1,) + SHAPE)
+    b.view(-1)[position] = value
+    result, error, caught = call(name, baselines=b)
+    assert error is None, f"{name} with a NaN/Inf baseline raised {type(error).__name__}: {error}"
+    assert any("baselines" in str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)), name
 
 
 @pytest.mark.parametrize("name", FUZZED)
@@ -424,6 +436,19 @@ BAD_TARGET = st.one_of(
 def test_bad_target(name, value):
     wrong_length = isinstance(value, list) and len(value) != N
     expect_error(name, "target", (str(len(value)),) if wrong_length else (), target=value)
+
+
+@pytest.mark.parametrize("name", ["Saliency", "FeatureAblation", "LayerGradCam"])
+@FEW
+@given(targets=st.lists(st.integers(-N_OUT, N_OUT - 1), min_size=N, max_size=N))
+def test_numpy_targets_are_their_python_and_torch_forms(name, targets):
+    """Not an error: numpy integers and integer arrays select the same outputs as ints and tensors."""
+    same = [(np.int64(targets[0]), targets[0]), (np.array(targets), torch.tensor(targets)),
+            ([np.int32(t) for t in targets], targets)]
+    for numpy_form, plain_form in same:
+        got, error, _ = call(name, target=numpy_form)
+        assert error is None, f"{name}: target={numpy_form!r} raised {error}"
+        torch.testing.assert_close(got, call(name, target=plain_form)[0], rtol=0, atol=0)
 
 
 # -- extra forward arguments ------------------------------------------------------------------------------------------

@@ -107,8 +107,9 @@ def check_user_call(method: Attribution, arguments: Mapping[str, Any], var_keywo
 
     * ``inputs``: a tensor or a tuple of tensors with a common, non-empty batch (else ``TypeError``/``ValueError``
       naming ``inputs``).
-    * NaN/Inf in ``inputs`` propagate, in every method: rows are independent, so only the examples concerned get
-      non-finite attributions; a ``RuntimeWarning`` names ``inputs`` and those examples.
+    * NaN/Inf in ``inputs`` (or in tensor ``baselines``) propagate, in every method; a ``RuntimeWarning`` names
+      the argument and the examples (rows) concerned. Rows are independent, so only the attributions computed
+      from them become non-finite (surrogate fits and decompositions are per example: no failure of the batch).
     * ``additional_forward_args`` / ``forward_kwargs`` must fit the model's ``forward`` signature
       (``model(*inputs, *additional_forward_args, **forward_kwargs)``), else a ``TypeError`` naming them.
 
@@ -120,6 +121,11 @@ def check_user_call(method: Attribution, arguments: Mapping[str, Any], var_keywo
         return
     xs, _ = format_inputs(inputs)
     warn_nonfinite(xs, stacklevel=4)
+    for name in ("baselines", "layer_baselines"):
+        value = arguments.get(name)
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        if values and all(isinstance(v, Tensor) and v.dim() > 0 for v in values):
+            warn_nonfinite(values, name, stacklevel=4, unit="row")
     extra = dict(arguments.get(var_keyword) or {}) if var_keyword else {}
     args = arguments.get("additional_forward_args", extra.get("additional_forward_args"))
     kwargs = arguments.get("forward_kwargs", extra.get("forward_kwargs"))

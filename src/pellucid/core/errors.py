@@ -76,17 +76,18 @@ def nonfinite_examples(inputs: Sequence[Any]) -> list[int]:
     return [] if bad is None else bad.nonzero().flatten().tolist()
 
 
-def warn_nonfinite(inputs: Sequence[Any], name: str = "inputs", stacklevel: int = 3) -> None:
-    """The library's rule for NaN/Inf inputs: they propagate (rows are independent, so only the examples concerned
-    get non-finite attributions, in every method) and a ``RuntimeWarning`` names the argument and the examples."""
+def warn_nonfinite(inputs: Sequence[Any], name: str = "inputs", stacklevel: int = 3, unit: str = "example") -> None:
+    """The library's rule for NaN/Inf inputs (and baselines): they propagate, in every method, and a
+    ``RuntimeWarning`` names the argument and the rows (dim 0) concerned. Rows are independent in every method but
+    the permutation methods, so only the attributions computed from these rows become non-finite."""
     bad = nonfinite_examples(inputs)
     if bad:
         import warnings
 
         shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
         warnings.warn(
-            f"{name} contains NaN or Inf values (example(s) {shown}); the attributions of these examples will be "
-            "NaN or Inf unless the model maps such values to finite outputs",
+            f"{name} contains NaN or Inf values ({unit}(s) {shown}); attributions computed from them will be NaN or "
+            "Inf unless the model maps such values to finite outputs",
             RuntimeWarning,
             stacklevel=stacklevel,
         )

@@ -5,6 +5,7 @@ Forms (``N`` examples):
 * ``None``: the model returns one scalar per example (``(N,)`` or ``(N, 1)``).
 * ``int``: ``output[:, t]``; ``tuple`` of ints: ``output[:, t0, t1, ...]`` (indexes dims 1..k).
 * per-example ``list`` (of ints or tuples) or 1-D integer tensor of length ``N``.
+* numpy integers and integer arrays work as their Python / torch forms.
 * ``callable(output) -> (rows,)``: any reduction (regression, segmentation masks, ...). It receives the model's
   raw output for a chunk of rows, so it must act row by row. It may also receive non-tensor outputs (a dict,
   a Hugging Face ``ModelOutput``) and pick the tensor it needs.
@@ -13,10 +14,20 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
 TargetType = Union[None, int, tuple, Sequence, Tensor, Callable[[Any], Tensor]]
+
+
+def _plain(value: Any) -> Any:
+    """numpy integers and arrays as Python ints and tensors, so they work as targets like their torch forms."""
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 class Target:
@@ -31,12 +42,15 @@ class Target:
         if callable(target) and not isinstance(target, Tensor):
             self.fn = target
             return
+        target = _plain(target)
+        if isinstance(target, tuple):
+            target = tuple(_plain(t) for t in target)
         if isinstance(target, bool):
             raise TypeError("target must be None, an int, a tuple, a per-example list/tensor or a callable; received bool")
         if isinstance(target, int):
             self.index = torch.full((n, 1), target, dtype=torch.long)
         elif isinstance(target, tuple):
-            if not all(isinstance(t, int) for t in target):
+            if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
                 raise TypeError(f"a tuple target must hold ints (indices into output dims 1..k); received {target!r}")
             self.index = torch.tensor([list(target)] * n, dtype=torch.long).reshape(n, len(target))
         elif isinstance(target, Tensor):
@@ -59,11 +73,12 @@ class Target:
                 raise ValueError(f"target list has {len(target)} entries but there are {n} examples; give one per example")
             rows = []
             for i, t in enumerate(target):
+                t = tuple(_plain(v) for v in t) if isinstance(t, tuple) else _plain(t)
                 if isinstance(t, Tensor) and t.numel() == 1 and not (t.is_floating_point() or t.dtype == torch.bool):
                     t = int(t.item())
                 if isinstance(t, int) and not isinstance(t, bool):
                     rows.append([t])
-                elif isinstance(t, tuple) and all(isinstance(v, int) for v in t):
+                elif isinstance(t, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in t):
                     rows.append(list(t))
                 else:
                     raise TypeError(f"target[{i}] must be an int or a tuple of ints; received {t!r}")
