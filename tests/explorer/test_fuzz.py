@@ -25,7 +25,7 @@ def _stop_worker():
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_without_server_error(case):
     case.call_and_validate(checks=[not_a_server_error, negative_data_rejection])
 
@@ -63,7 +63,7 @@ def jobs(draw):
 
 
 @given(body=jobs())
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_jobs_from_the_forms_finish_or_fail_cleanly(body):
     from fastapi.testclient import TestClient
 

@@ -39,10 +39,11 @@ function fillClassSelect(select, classes, blank = "any") {
 
 async function loadExamples() {
   const d = ds();
-  const data = await api("/api/examples?" + query({
+  const q = query({
     dataset: d.name, model: $("#filter-model").value, true_class: $("#filter-true").value,
     pred_class: $("#filter-pred").value, misclassified: $("#filter-mis").checked ? "true" : "",
-    offset: state.offset, limit: state.limit }));
+    offset: state.offset, limit: state.limit });
+  const data = await api("/api/examples?" + q);
   state.total = data.total;
   $("#count").textContent = data.total === 0 ? "no example matches" :
     `${data.offset + 1}-${data.offset + data.items.length} of ${data.total}`;
@@ -62,6 +63,7 @@ async function loadExamples() {
     li.addEventListener("click", () => selectExample(it.index));
     list.append(li);
   }
+  list.dataset.query = q;  // what the list shows (tests wait for it)
   $("#prev").disabled = state.offset === 0;
   $("#next").disabled = state.offset + state.limit >= state.total;
 }
