@@ -230,7 +230,7 @@ def config_from_mapping(data: Mapping[str, Any], base_dir: str | Path | None = N
     if data.get("target") == "none":
         data["target"] = None
     if base_dir is not None and not Path(str(data["store"])).is_absolute():
-        data["store"] = str(Path(base_dir) / str(data["store"]))
+        data["store"] = str((Path(base_dir) / str(data["store"])).resolve())
     return JobConfig(**data)
 
 
