@@ -245,7 +245,7 @@ def _minilm(fast: bool, seed: int, log: Callable[[str], None], k: int) -> tuple[
     X = acts.values
     ytr, yte, yun = ([y[i] for i in rows.tolist()] for rows in (tr, te, un))
     wtr, wte = [words[i] for i in tr.tolist()], [words[i] for i in te.tolist()]
-    probe_kw = dict(lambda_l1=1e-4, lambda_l2=1e-4, epochs=10 if fast else 20, seed=seed)
+    probe_kw = dict(lambda_l1=1e-4, lambda_l2=1e-4, epochs=30, batch_size=128, lr=2e-2, seed=seed)
     log(f"minilm: {len(sentences)} sentences, {len(y)} words, {X.shape[1]} neurons in {len(layers)} layers")
 
     # per-layer probes: where is the word class encoded (seen and unseen word types)?
@@ -273,22 +273,34 @@ def _minilm(fast: bool, seed: int, log: Callable[[str], None], k: int) -> tuple[
     clusters = nx.correlation_clusters(Ltr)
     top_clusters = len({int(clusters[j]) for j in top})
 
-    # probe-side: ablate k neurons, keep only k, retrain on k (colour recall on seen / unseen word types)
+    # probe-side (Dalvi et al.): keep only k neurons / retrain on k neurons, top vs random vs bottom, for several k
     def colour_recall(p: nx.LinearProbe, M: torch.Tensor, labs: list) -> float:
         rows = [i for i, lab in enumerate(labs) if lab == "colour"]
         return float((p.predict(M[rows]) == colour_idx).double().mean())
 
-    probe_rows = {"none": [colour_recall(probe, Lte, yte), colour_recall(probe, Lte, yte),
-                           colour_recall(probe, Lte, yte), colour_recall(probe, Lun, yun)]}
-    for name, idx in (("top k", top), ("random k", rand), ("bottom k", bottom)):
-        retrained = nx.train_probe(Ltr, ytr, neurons=idx, **probe_kw)
-        probe_rows[name] = [colour_recall(probe, nx.ablate_columns(Lte, idx), yte),
-                            colour_recall(probe, nx.ablate_columns(Lte, idx, keep=True), yte),
-                            colour_recall(retrained, Lte, yte), colour_recall(retrained, Lun, yun)]
+    n_rand = 3
+    ks = [1, 3, 10] if fast else [1, 3, 10, 30]
+    keep_rows, retrain_rows = {}, {}
+    for kk in ks:
+        sets = {"top": [order_colour[:kk]], "bottom": [order_colour[-kk:]],
+                "random": [nx.random_neurons(len(cols), kk, seed + r) for r in range(n_rand)]}
+        keep, retr = [], []
+        for name in ("top", "random", "bottom"):
+            keep.append(sum(colour_recall(probe, nx.ablate_columns(Lte, idx, keep=True), yte)
+                            for idx in sets[name]) / len(sets[name]))
+            ps = [nx.train_probe(Ltr, ytr, neurons=idx, **probe_kw) for idx in sets[name]]
+            retr += [sum(colour_recall(q, Lte, yte) for q in ps) / len(ps),
+                     sum(colour_recall(q, Lun, yun) for q in ps) / len(ps)]
+        keep_rows[f"k = {kk}"] = keep
+        retrain_rows[f"k = {kk}"] = retr
+    ablated = {name: colour_recall(probe, nx.ablate_columns(Lte, idx), yte)
+               for name, idx in (("none", []), ("top k", top), ("random k", rand), ("bottom k", bottom))}
 
-    # control task (Hewitt & Liang): one random label per word type
+    # control task (Hewitt & Liang): one random label per word type; few neurons cannot memorise many types
+    k_sel = 5
     sel = {name: nx.selectivity(Ltr, ytr, wtr, Lte, yte, wte, neurons=idx, **probe_kw)
-           for name, idx in (("all neurons", None), ("top k (all classes)", order_all[:k]), ("random k", rand))}
+           for name, idx in (("all neurons", None), (f"top {k_sel} (all classes)", order_all[:k_sel]),
+                             (f"random {k_sel}", nx.random_neurons(len(cols), k_sel, seed)))}
 
     # the model's own output: a linear read-out of "mentions a colour" from the sentence embedding
     sim = SentenceSimilarity(bert)
@@ -316,9 +328,10 @@ def _minilm(fast: bool, seed: int, log: Callable[[str], None], k: int) -> tuple[
         return [nx.probe_accuracy(readout, e[te_s], has_colour[te_s]), float(prob[colour].mean())]
 
     model_rows = {"none": readout_scores(clean) * 2}
-    for name, idx in (("top k", top), ("random k", rand), ("bottom k", bottom)):
-        model_rows[name] = readout_scores(embed(idx)) + readout_scores(embed(idx, means))
-    model_rows = {r: [v[0], v[1], v[2], v[3]] for r, v in model_rows.items()}
+    for kk in (k,) if fast else (k, 5 * k):
+        for name, idx in (("top", order_colour[:kk]), ("random", nx.random_neurons(len(cols), kk, seed)),
+                          ("bottom", order_colour[-kk:])):
+            model_rows[f"{name} {kk}"] = readout_scores(embed(idx)) + readout_scores(embed(idx, means))
 
     tops = {f"{best}:{int(j)}": [w for w, _ in nx.top_words(L, int(j), words, k=6)] for j in top[:3]}
 
@@ -355,8 +368,10 @@ def _minilm(fast: bool, seed: int, log: Callable[[str], None], k: int) -> tuple[
         "probe_accuracy": acc_all, "top_colour_neurons": [f"{best}:{int(j)}" for j in top],
         "top_colour_neurons_in_distinct_clusters": top_clusters,
         "overlap_with_probe_top_k": overlap,
-        "probe_colour_recall": {r: {"ablated": v[0], "kept_only": v[1], "retrained_on_k": v[2],
-                                    "retrained_on_k_unseen_types": v[3]} for r, v in probe_rows.items()},
+        "probe_colour_recall_top_k_ablated": ablated,
+        "probe_colour_recall_keep_only_k": {r: dict(zip(("top", "random", "bottom"), v)) for r, v in keep_rows.items()},
+        "retrained_colour_recall": {r: dict(zip(("top", "top_unseen_types", "random", "random_unseen_types", "bottom",
+                                                 "bottom_unseen_types"), v)) for r, v in retrain_rows.items()},
         "selectivity": sel,
         "model_readout": {r: {"accuracy_zero": v[0], "p_colour_zero": v[1], "accuracy_mean": v[2],
                               "p_colour_mean": v[3]} for r, v in model_rows.items()},
@@ -368,15 +383,18 @@ def _minilm(fast: bool, seed: int, log: Callable[[str], None], k: int) -> tuple[
         Table("MiniLM: word-class probe accuracy per layer (held-out sentences; word types never trained on)",
               list(layer_acc), ["seen types", "unseen types"], list(layer_acc.values()),
               {"seen types": True, "unseen types": True}),
-        Table(f"MiniLM {best}: colour recall of the probe with k = {k} colour neurons ablated / kept only / "
-              "retrained on", list(probe_rows), ["ablated", "kept only", "retrained", "retr. unseen"],
-              list(probe_rows.values()), {"ablated": None, "kept only": None, "retrained": True,
-                                           "retr. unseen": True}),
+        Table(f"MiniLM {best}: colour recall of the probe keeping only k neurons (others zeroed; random: mean of "
+              f"{n_rand} draws)", list(keep_rows), ["top", "random", "bottom"], list(keep_rows.values()),
+              {"top": True, "random": None, "bottom": None}),
+        Table(f"MiniLM {best}: colour recall of a probe retrained on k neurons (seen / unseen word types)",
+              list(retrain_rows), ["top", "top unseen", "random", "rand. unseen", "bottom", "bott. unseen"],
+              list(retrain_rows.values()), {c: None for c in ("top", "top unseen", "random", "rand. unseen",
+                                                              "bottom", "bott. unseen")}),
         Table("MiniLM: selectivity (task - control accuracy, held-out sentences)", list(sel),
               ["task", "control", "selectivity"],
               [[v["task_accuracy"], v["control_accuracy"], v["selectivity"]] for v in sel.values()],
               {"task": True, "control": False, "selectivity": True}),
-        Table(f"MiniLM: the model's sentence embedding, 'mentions a colour' read-out with k {best} neurons "
+        Table(f"MiniLM: the model's sentence embedding, 'mentions a colour' read-out with {best} neurons "
               "ablated at every position (zero / mean)", list(model_rows),
               ["acc zero", "p(colour) zero", "acc mean", "p(colour) mean"], list(model_rows.values()),
               {"acc zero": None, "p(colour) zero": None, "acc mean": None, "p(colour) mean": None}),
@@ -385,10 +403,10 @@ def _minilm(fast: bool, seed: int, log: Callable[[str], None], k: int) -> tuple[
              f"Neuron integrated gradients of {best}:{int(top[0])} at a colour word put "
              f"{sum(shares) / max(len(shares), 1):.0%} of its attribution on that word on average "
              f"(an even spread over the words would give {uniform:.0%})."]
-    return summary, tables, notes, _figure(probe_rows, model_rows, best, k)
+    return summary, tables, notes, _figure(keep_rows, retrain_rows, best)
 
 
-def _figure(probe_rows: dict, model_rows: dict, layer: str, k: int) -> Any:
+def _figure(keep_rows: dict, retrain_rows: dict, layer: str) -> Any:
     try:
         import matplotlib
 
@@ -396,16 +414,18 @@ def _figure(probe_rows: dict, model_rows: dict, layer: str, k: int) -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    ks = [int(r.split("=")[1]) for r in keep_rows]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    names = ["top k", "random k", "bottom k"]
-    axes[0].bar(names, [probe_rows[n][1] for n in names], color=["C3", "C0", "C2"])
-    axes[0].axhline(probe_rows["none"][0], color="k", ls="--", lw=1)
-    axes[0].set_title(f"probe colour recall, only {k} {layer} neurons kept", fontsize=9)
-    axes[1].bar(names, [model_rows[n][1] for n in names], color=["C3", "C0", "C2"])
-    axes[1].axhline(model_rows["none"][1], color="k", ls="--", lw=1)
-    axes[1].set_title(f"model: p(colour) read-out, {k} neurons zeroed", fontsize=9)
+    for i, (name, colour) in enumerate((("top", "C3"), ("random", "C0"), ("bottom", "C2"))):
+        axes[0].plot(ks, [v[i] for v in keep_rows.values()], "o-", color=colour, label=name)
+        axes[1].plot(ks, [v[2 * i] for v in retrain_rows.values()], "o-", color=colour, label=name)
+    axes[0].set_title(f"probe colour recall, only k {layer} neurons kept", fontsize=9)
+    axes[1].set_title("probe retrained on k neurons", fontsize=9)
     for ax in axes:
-        ax.set_ylim(0, 1.05)
+        ax.set_xscale("log")
+        ax.set_xlabel("k")
+        ax.set_ylim(-0.05, 1.05)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
