@@ -76,7 +76,7 @@ def _four_flips(images: Tensor) -> Tensor:
 
 
 def run(out: Path, fast: bool, seed: int, log: Callable[[str], None]) -> StudyOutput:
-    n_train, n_test, epochs = (600, 200, 3) if fast else (3000, 600, 12)
+    n_train, n_test, epochs = (400, 100, 2) if fast else (3000, 600, 12)
     summary: dict = {"sizes": SIZES, "paddings": list(PADDINGS), "n_train": n_train, "epochs": epochs,
                      "paper": "arXiv:2010.02178"}
     figures: dict = {}
@@ -119,7 +119,8 @@ def run(out: Path, fast: bool, seed: int, log: Callable[[str], None]) -> StudyOu
             acc = evaluate(model, x_test, test.labels)
             filters = {f.name: f for f in mean_filters(model)}
             maps = mean_feature_maps(model, list(RELUS), probe)
-            sweep = blind_spot_sweep(model, background, stimulus, stim_class, mask=mask, score="probability")
+            sweep = blind_spot_sweep(model, background, stimulus, stim_class, mask=mask, score="probability",
+                                     stride=2 if fast else 1)
             models[name] = model
             variants[name] = {
                 "size": size, "padding": padding, "uneven_layers": len(reports[size_name].uneven_layers),
