@@ -310,3 +310,22 @@ def test_explorer_rejects_bad_arguments():
     with pytest.raises(TypeError, match="features"):
         Explorer(model, data, features="audio")
     assert Explorer(model, data).classes == ["0", "1", "2"]
+
+
+def test_an_app_without_datasets_yet_answers_503_then_serves_added_ones(explorers):
+    app = create_app([])
+    with TestClient(app) as c:
+        assert c.get("/api/health").status_code == 200
+        assert c.get("/api/info").json()["datasets"] == []
+        r = c.get("/api/examples")
+        assert r.status_code == 503 and "loading" in r.json()["detail"]
+        app.state.add_explorer(explorers[1])
+        assert c.get("/api/examples").json()["total"] == len(explorers[1].examples)
+        with pytest.raises(ValueError, match="already served"):
+            app.state.add_explorer(explorers[1])
+    app.state.worker.close()
+
+
+def test_oversized_bodies_are_refused(client):
+    r = client.post("/api/jobs", content=b"{" + b" " * 1_100_000 + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413

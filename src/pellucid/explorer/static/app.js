@@ -345,6 +345,11 @@ async function selectDataset(name) {
 
 async function main() {
   state.info = await api("/api/info");
+  while (state.info.datasets.length === 0) {  // the server started before its datasets finished loading
+    setStatus("loading the datasets ...");
+    await new Promise(r => setTimeout(r, 1000));
+    state.info = await api("/api/info");
+  }
   state.panels.a = new Panel($("#panel-a"));
   state.panels.b = new Panel($("#panel-b"));
   const dsel = $("#dataset");
