@@ -31,7 +31,7 @@ CAPTUM_MULTIPLIES_BY_INPUTS = {
     "NeuronGradientShap": True, "NeuronGuidedBackprop": False, "NeuronIntegratedGradients": True,
     "NoiseTunnel": False,  # of NoiseTunnel(Saliency): it follows the wrapped method
     "Occlusion": True, "Saliency": False, "ShapleyValueSampling": True, "ShapleyValues": True,
-    "LLMAttribution": False, "LLMGradientAttribution": False,
+    "LLMAttribution": False, "LLMGradientAttribution": False, "LimeBase": False,
 }
 # pellucid classes Captum does not have: CAMs explain with activations and gradients (not input multiples);
 # SplitIntegratedGradients is IG.
@@ -45,7 +45,7 @@ def build(name: str):
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
     if name == "NoiseTunnel":
         return cls(pa.Saliency(model))
-    if name.startswith("LLM"):  # need a tokenizer; the property does not depend on it
+    if name.startswith("LLM") or name == "LimeBase":  # need a tokenizer / callables; the property ignores them
         return object.__new__(cls)
     params = list(inspect.signature(cls.__init__).parameters)[1:]
     return cls(model, model[0]) if "layer" in params else cls(model)
@@ -162,6 +162,33 @@ def test_sklearn_surrogates_solve_the_same_objectives(lime_case):
     assert Lime(net, interpretable_model=lasso).interpretable_model is lasso
     with pytest.raises(ValueError, match="sklearn_module"):
         pa.SkLearnLinearModel("linear_model.NoSuchModel").fit(torch.zeros(1, 3, 2), torch.zeros(1, 3))
+
+
+def test_lime_base_recovers_a_linear_model_in_both_spaces(linear):
+    """F(x) = W x + c. Interpretable space: binary z with model input x * z, so F is linear in z with coefficients
+    W_t x (exact for least squares). Input space: samples x + noise with the identity representation, so the
+    coefficients are W_t."""
+    x = torch.randn(1, 6)
+    z = (torch.rand(25, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    noise = torch.randn(25, 6, generator=torch.Generator().manual_seed(1))
+
+    def interp_samples(original, **kwargs):
+        yield from (row.unsqueeze(0) for row in z)
+
+    def input_samples(original, **kwargs):
+        assert kwargs == {"kernel_width": 2.0}  # attribute's extra keywords reach every callable
+        yield from (original + 0.5 * row.unsqueeze(0) for row in noise)
+
+    w = linear.fc.weight[2].detach()
+    for surrogate in (LinearRegression(), CaptumStyleLeastSquares()):
+        a = pa.LimeBase(linear, surrogate, lambda o, p, i, **k: 1.0, interp_samples, True,
+                        lambda s, o, **k: o * s, None).attribute(x, target=2, n_samples=25)
+        torch.testing.assert_close(a.reshape(-1).float(), w * x[0], atol=1e-4, rtol=1e-4)
+        b = pa.LimeBase(linear, surrogate, lambda o, p, i, **k: 1.0, input_samples, False,
+                        None, lambda s, o, **k: s).attribute(x, target=2, n_samples=25, kernel_width=2.0)
+        torch.testing.assert_close(b.reshape(-1).float(), w, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="from_interp_rep_transform"):
+        pa.LimeBase(linear, LinearRegression(), lambda *a, **k: 1.0, interp_samples, True, None, None)
 
 
 # -- metrics ----------------------------------------------------------------------------------------------------

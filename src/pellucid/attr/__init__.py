@@ -18,13 +18,14 @@ from .feature_ablation import FeatureAblation
 from .feature_permutation import FeaturePermutation
 from .kernel_shap import KernelShap
 from .lime import Lime, get_exp_kernel_similarity_function
+from .lime_base import LimeBase
 from .occlusion import Occlusion
 from .shapley import ShapleyValueSampling, ShapleyValues
 from .surrogate import (Lasso, LinearRegression, Ridge, SkLearnLasso, SkLearnLinearModel, SkLearnLinearRegression,
                         SkLearnRidge)
 
 __all__ += [
-    "FeatureAblation", "FeaturePermutation", "KernelShap", "Lasso", "Lime", "LinearRegression", "Occlusion",
+    "FeatureAblation", "FeaturePermutation", "KernelShap", "Lasso", "Lime", "LimeBase", "LinearRegression", "Occlusion",
     "Ridge", "ShapleyValueSampling", "ShapleyValues",
     "SkLearnLasso", "SkLearnLinearModel", "SkLearnLinearRegression", "SkLearnRidge", "get_exp_kernel_similarity_function",
 ]
