@@ -41,7 +41,8 @@ NAMES = ["alice", "bob", "carol", "dave", "emma"]
 FOODS = ["apples", "bread", "cheese", "rice", "fish", "soup"]
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TRAIN_STEPS = 400
+TRAIN_STEPS = 300
+LEARNING_RATE = 5e-3
 SEED = 0
 FORMAT_VERSION = 1
 
@@ -149,12 +150,12 @@ def _config(tokenizer: Any) -> Any:
 
 
 def _key(steps: int, seed: int) -> str:
-    blob = json.dumps({"corpus": tiny_lm_corpus(), "steps": steps, "seed": seed, "version": FORMAT_VERSION,
+    blob = json.dumps({"corpus": tiny_lm_corpus(), "steps": steps, "seed": seed, "lr": LEARNING_RATE, "version": FORMAT_VERSION,
                        "arch": [2, 64, 2, 128, 64]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def train_tiny_lm(steps: int = TRAIN_STEPS, seed: int = SEED, lr: float = 1e-2) -> TinyLM:
+def train_tiny_lm(steps: int = TRAIN_STEPS, seed: int = SEED, lr: float = LEARNING_RATE) -> TinyLM:
     """Train the tiny LM from scratch (seeded; full-batch AdamW on the corpus, one CPU thread, a few seconds).
     Returns it in eval mode, not saved (see :func:`load_tiny_lm`)."""
     check_positive_int(steps, "steps")
@@ -188,7 +189,7 @@ def train_tiny_lm(steps: int = TRAIN_STEPS, seed: int = SEED, lr: float = 1e-2) 
     finally:
         hf_logging.set_verbosity(verbosity)
     model.eval()
-    model.final_loss = float(loss)  # type: ignore[attr-defined]
+    model.final_loss = float(loss.detach())  # type: ignore[attr-defined]
     return TinyLM(model, tokenizer, "")
 
 
@@ -218,6 +219,7 @@ def load_tiny_lm(device: str | torch.device | None = None, cache_dir: str | os.P
         lm = train_tiny_lm(steps, seed)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tiny-lm-", dir=root))
+        hf_logging.disable_progress_bar()
         try:
             lm.model.save_pretrained(tmp)
             lm.tokenizer.save_pretrained(tmp)
@@ -227,16 +229,19 @@ def load_tiny_lm(device: str | torch.device | None = None, cache_dir: str | os.P
             except OSError:  # another process saved it first
                 pass
         finally:
+            hf_logging.enable_progress_bar()
             shutil.rmtree(tmp, ignore_errors=True)
         if log is not None:
             log(f"trained the tiny LM in {time.perf_counter() - t0:.1f} s (loss {lm.model.final_loss:.3f}); saved to {path}")
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
         model = GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     model.eval()
     if device is not None:
         model.to(device)

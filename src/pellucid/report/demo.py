@@ -252,6 +252,12 @@ def _run(cfg: DemoConfig, log: Callable[[str], None]) -> DemoResult:
     if not text_ran:
         report.add_heading("Text: sentence similarity with MiniLM")
         report.add_text(f"Not run: {message}", css_class="note")
+    if cfg.text:  # LLM attribution of the tiny offline GPT-2; skips itself, saying why, without the text extra
+        from .llm_section import llm_section
+
+        t3 = time.perf_counter()
+        llm_section(report, cfg, log)
+        timings["llm"] = time.perf_counter() - t3
     path = report.write(cfg.out)
     timings["total"] = time.perf_counter() - t0
     log(f"report written to {path} ({timings['total']:.1f} s)")

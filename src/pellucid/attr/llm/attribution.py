@@ -134,8 +134,10 @@ class BaseLLMAttribution(Attribution):
 
     def _result(self, inp: InterpretableInput, seq: Tensor, tok: Tensor | None, target: Tensor,
                 probs: Tensor | None) -> LLMAttributionResult:
-        return LLMAttributionResult(seq_attr=seq, token_attr=tok, input_tokens=list(inp.values),
-                                    output_tokens=pretty_tokens(target, self.tokenizer), output_probs=probs, inp=inp)
+        result = LLMAttributionResult(seq_attr=seq, token_attr=tok, input_tokens=list(inp.values),
+                                      output_tokens=pretty_tokens(target, self.tokenizer), output_probs=probs, inp=inp)
+        result.output_ids = target.clone()
+        return result
 
     def attribute_future(self) -> Callable:
         raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}")
@@ -246,12 +248,14 @@ class LLMAttribution(BaseLLMAttribution):
         method.forward_func = forward
         x = inp.to_tensor().to(self.device).float()
         total: Tensor | None = None
+        dtype = torch.float32
         for _ in range(num_trials):
             a = method.attribute(x, **kwargs)
+            dtype = a.dtype if a.is_floating_point() else dtype
             a = a.reshape(1 + tokens.shape[0], inp.n_itp_features).detach().double()
             total = a if total is None else total + a
         assert total is not None
-        attr = inp.format_attr((total / num_trials).float())
+        attr = inp.format_attr((total / num_trials).to(dtype))
         with ModelGuard(self.model), torch.no_grad():
             probs = scorer([reference]).exp()[0].cpu()
         self.last_scorer = scorer  # statistics of the last call (positions cached / run)
@@ -346,7 +350,7 @@ class LLMGradientAttribution(BaseLLMAttribution):
         a = a.detach().reshape(n_t, a.shape[-2], -1)[:, :length].sum(-1)  # (T, L)
         if inp.itp_mask is not None:
             a = a[:, inp.itp_mask[0].to(a.device)]
-        a = a.float().cpu()
+        a = a.cpu()
         with ModelGuard(self.model), torch.no_grad():
             probs = scorer([inp.inp_tensor[0]]).exp()[0].cpu()
         return self._result(inp, a.sum(0), a, tokens, probs)

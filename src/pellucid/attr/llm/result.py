@@ -29,6 +29,7 @@ class LLMAttributionResult:
         token_attr: ``(T, n)``, attribution of each target token's log-probability (None if not computed).
         output_probs: ``(T,)``, each target token's probability after the unperturbed input (None if unknown).
         inp: the interpretable input explained (optional).
+        output_ids: the target's token ids ``(T,)`` (set by the attribution classes; None otherwise).
 
     Keyword-only constructor, as Captum's. ``seq_attr_dict`` maps each input token to its score.
     """
@@ -41,6 +42,7 @@ class LLMAttributionResult:
         self.token_attr = token_attr
         self.output_probs = output_probs
         self.inp = inp
+        self.output_ids: Tensor | None = None
 
     @property
     def seq_attr(self) -> Tensor:

@@ -41,6 +41,11 @@ def logits_of(output: Any) -> Tensor:
     return logits
 
 
+def _at_least_float32(t: Tensor) -> Tensor:
+    """Half-precision logits are normalised in float32; float32/float64 stay as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def forward_parameters(model: nn.Module) -> set[str]:
     """Names of the keyword parameters of ``model.forward`` (``{"*"}`` added when it takes ``**kwargs``)."""
     try:
@@ -220,7 +225,7 @@ class TargetLogProbs:
         offset = width - logits.shape[1]  # position of logits[:, 0] in the run part
         pos = (lengths.to(device) - 1 - prefix - offset).unsqueeze(1) + torch.arange(n_t, device=device)
         picked = logits.gather(1, pos.unsqueeze(-1).expand(rows, n_t, logits.shape[-1]))
-        logp = torch.log_softmax(picked.float(), dim=-1)
+        logp = torch.log_softmax(_at_least_float32(picked), dim=-1)
         return logp.gather(2, t.expand(rows, n_t).unsqueeze(-1)).squeeze(-1)
 
 
@@ -247,7 +252,7 @@ class EmbeddingLogProbs(nn.Module):
         if "logits_to_keep" in self.params:
             kwargs["logits_to_keep"] = t.shape[0]
         logits = logits_of(self.model(**kwargs))[:, -t.shape[0]:]
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = torch.log_softmax(_at_least_float32(logits), dim=-1)
         return logp.gather(2, t.expand(rows, -1).unsqueeze(-1)).squeeze(-1)
 
 
