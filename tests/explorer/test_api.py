@@ -154,6 +154,7 @@ def test_text_attribution_equals_layer_ig_on_the_embedding(client, explorers):
     e = explorers[1]
     model = e.models["tiny"]
     ex = e.examples[3]
+    before = _state(model)
     job = run_job(client, {"dataset": "seq", "example": 3, "method": "IntegratedGradients",
                            "args": {"n_steps": 20, "baselines": "pad"}, "target": 1, "metrics": []})
     assert job["status"] == "done", job
@@ -165,6 +166,7 @@ def test_text_attribution_equals_layer_ig_on_the_embedding(client, explorers):
     assert len(tokens) == n
     assert [t["score"] for t in tokens] == pytest.approx(ref[:n].tolist(), abs=1e-5)
     assert [t["token"] for t in tokens] == [f"w{int(i)}" for i in ex.x[0, :n]]
+    _same_state(before, _state(model))  # the embedding replacement left no hook behind
 
 
 def test_layer_and_neuron_methods_are_drawn_over_the_input(client, explorers):

@@ -6,7 +6,8 @@ import pytest
 
 from pellucid import attr
 from pellucid.attr import Attribution, LayerAttribution, NeuronAttribution
-from pellucid.explorer.methods import EXCLUDED, Context, catalogue, method_spec, parse_args
+from pellucid.explorer.methods import (EXCLUDED, Context, catalogue, method_spec, parse_args, unavailable,
+                                       unavailable_methods)
 
 IMAGE = Context("image", {"conv1": (4, 16, 16), "features": (8, 4, 4)}, "features", (3, 16, 16))
 TEXT = Context("text", {"encoder": (12, 16)}, "encoder", (12, 16))
@@ -18,18 +19,25 @@ def _all_methods():
                   and getattr(attr, n) not in (Attribution, LayerAttribution, NeuronAttribution))
 
 
-def test_every_method_is_offered_for_images_unless_excluded_with_a_reason():
-    offered = set(catalogue(IMAGE))
-    for name in _all_methods():
-        assert (name in offered) != (name in EXCLUDED), name
-    assert all(EXCLUDED.values())
+COMMON = {"Saliency", "InputXGradient", "IntegratedGradients", "SplitIntegratedGradients", "GradientShap", "DeepLift",
+          "DeepLiftShap", "GuidedBackprop", "Deconvolution", "NoiseTunnel", "FeatureAblation", "Occlusion",
+          "ShapleyValueSampling", "ShapleyValues", "Lime", "KernelShap", "LRP", "LayerIntegratedGradients",
+          "LayerConductance", "InternalInfluence", "LayerGradientXActivation", "LayerDeepLift", "LayerActivation",
+          "LayerFeatureAblation", "LayerGradientShap", "LayerLRP", "NeuronGradient", "NeuronIntegratedGradients",
+          "NeuronConductance", "NeuronDeepLift", "NeuronGuidedBackprop", "NeuronFeatureAblation"}
+CAMS = {"LayerGradCam", "GuidedGradCam", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM", "ScoreCAM",
+        "AblationCAM", "EigenCAM"}
 
 
-def test_text_offers_everything_but_channel_weighted_cams():
-    offered = set(catalogue(TEXT))
-    missing = set(_all_methods()) - offered - set(EXCLUDED)
-    assert missing and all("cam" in m.lower() for m in missing)
-    assert {"IntegratedGradients", "LayerIntegratedGradients", "KernelShap", "Occlusion", "NoiseTunnel"} <= offered
+def test_every_method_is_offered_or_unavailable_with_a_reason():
+    for ctx in (IMAGE, TEXT):
+        offered, missing = set(catalogue(ctx)), unavailable_methods(ctx)
+        assert offered.isdisjoint(missing) and offered | set(missing) == set(_all_methods())
+        assert all(isinstance(r, str) and len(r) > 20 for r in missing.values())
+    assert COMMON | CAMS <= set(catalogue(IMAGE))
+    assert COMMON <= set(catalogue(TEXT)) and CAMS <= set(unavailable_methods(TEXT))
+    assert set(EXCLUDED) <= set(unavailable_methods(IMAGE))
+    assert "cannot build" in unavailable("LimeBase", IMAGE) if "LimeBase" in _all_methods() else True
 
 
 @pytest.mark.parametrize("name", ["IntegratedGradients", "GradientShap", "KernelShap", "NoiseTunnel", "DeepLift",

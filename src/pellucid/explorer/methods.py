@@ -183,11 +183,26 @@ def _field(p: inspect.Parameter, where: str, spec_name: str, ctx: Context) -> Fi
 
 
 def method_spec(name: str, ctx: Context) -> MethodSpec | None:
-    """The form of method ``name`` in context ``ctx``, or ``None`` if the app cannot offer it there (a layer
-    method with no drawable layer, a required argument the app cannot build)."""
+    """The form of method ``name`` in context ``ctx``, or ``None`` if the app cannot offer it there
+    (:func:`unavailable` says why)."""
+    spec = _build(name, ctx)
+    return spec if isinstance(spec, MethodSpec) else None
+
+
+def unavailable(name: str, ctx: Context) -> str | None:
+    """Why the app does not offer method ``name`` in ``ctx`` (``None`` if it does)."""
+    spec = _build(name, ctx)
+    return None if isinstance(spec, MethodSpec) else spec
+
+
+def _build(name: str, ctx: Context) -> MethodSpec | str:
     classes = _classes()
-    if name not in classes or name in EXCLUDED or not _drawable(name, ctx.modality):
-        return None
+    if name not in classes:
+        return f"{name} is not an attribution method of pellucid.attr"
+    if name in EXCLUDED:
+        return EXCLUDED[name]
+    if not _drawable(name, ctx.modality):
+        return "CAMs weight a layer's channels; token activations have the sequence there (use a script)"
     cls = classes[name]
     kind = _kind(name, cls)
     fields: list[Field] = []
@@ -199,16 +214,22 @@ def method_spec(name: str, ctx: Context) -> MethodSpec | None:
             if f is None:
                 if p.default is inspect.Parameter.empty and p.name not in _SKIP and p.kind not in (p.VAR_KEYWORD,
                                                                                                    p.VAR_POSITIONAL):
-                    return None  # a required argument the app cannot supply
+                    if p.name == "layer":
+                        return "no layer of this model has an output that can be drawn over the input"
+                    return f"needs the argument {p.name!r}, which the app cannot build (use a script)"
                 continue
             fields.append(f)
     if kind == "wrapper":
-        bases = [n for n in base_methods()]
-        fields.insert(0, Field("base", "choice", "Saliency", "app", tuple(bases),
+        fields.insert(0, Field("base", "choice", "Saliency", "app", tuple(base_methods()),
                                help="the method whose attributions are averaged over noisy inputs"))
     doc = (inspect.getdoc(cls) or "").strip().split("\n")[0]
     uses_target = "target" in att or kind == "wrapper"
     return MethodSpec(name, cls, kind, fields, uses_target=uses_target, summary=doc)
+
+
+def unavailable_methods(ctx: Context) -> dict[str, str]:
+    """Every method of :mod:`pellucid.attr` the app does not offer in ``ctx``, with the reason."""
+    return {n: r for n in sorted(_classes()) if (r := unavailable(n, ctx)) is not None}
 
 
 def base_methods() -> list[str]:

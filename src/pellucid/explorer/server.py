@@ -281,7 +281,10 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
         """Every method of pellucid.attr offered for this model, with its form (fields, defaults, choices)."""
         e = explorer(dataset)
         m = model_name(e, model)
-        return {"dataset": e.name, "model": m, "methods": [s.as_json() for s in e.methods(m).values()]}
+        from .methods import unavailable_methods
+
+        return {"dataset": e.name, "model": m, "methods": [s.as_json() for s in e.methods(m).values()],
+                "unavailable": unavailable_methods(e.context(m))}
 
     @app.post("/api/jobs", response_model=JobStatus, status_code=202)
     def submit(req: JobRequest):

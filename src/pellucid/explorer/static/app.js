@@ -117,8 +117,11 @@ class Panel {
     const model = $(".model", this.root).value;
     const key = `${d.name}/${model}`;
     if (!state.methods[key])
-      state.methods[key] = (await api("/api/methods?" + query({ dataset: d.name, model }))).methods;
-    this.specs = state.methods[key];
+      state.methods[key] = await api("/api/methods?" + query({ dataset: d.name, model }));
+    this.specs = state.methods[key].methods;
+    const why = Object.entries(state.methods[key].unavailable);
+    $(".unavailable", this.root).replaceChildren(el("summary", { text: `${why.length} methods not offered here` }),
+      ...why.map(([m, r]) => el("div", { text: `${m}: ${r}` })));
     const sel = $(".method", this.root);
     const prev = sel.value;
     sel.replaceChildren(...this.specs.map(s => el("option", { value: s.name, text: `${s.name} (${s.kind})` })));
