@@ -223,7 +223,8 @@ def plot_maps(maps: Mapping[str, Tensor], ncols: int = 4, cmap: str = "viridis",
         raise ValueError("maps is empty")
     cols = min(ncols, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.4 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.4 if title else 0)), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (name, m) in zip(axes.flat, maps.items()):
@@ -233,7 +234,6 @@ def plot_maps(maps: Mapping[str, Tensor], ncols: int = 4, cmap: str = "viridis",
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig, axes
 
 
