@@ -71,6 +71,10 @@ def nonfinite_examples(inputs: Sequence[Any]) -> list[int]:
     bad = None
     for x in inputs:
         if isinstance(x, torch.Tensor) and torch.is_floating_point(x) and x.numel():
+            # a sum is finite only if every term is (NaN and Inf propagate): ~10x cheaper than an elementwise test,
+            # which runs only when the sum is not finite (a NaN/Inf, or an overflow of large values)
+            if bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))):
+                continue
             rows = ~torch.isfinite(x).reshape(x.shape[0], -1).all(1)
             bad = rows if bad is None else bad | rows.to(bad.device)
     return [] if bad is None else bad.nonzero().flatten().tolist()
