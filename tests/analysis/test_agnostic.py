@@ -61,3 +61,12 @@ def test_concentration_and_iou_by_hand():
     mask = torch.zeros(8, 8, dtype=torch.bool)
     mask[5:7, 5:8] = True  # 6 pixels: the 4 salient ones and 2 more
     assert saliency_iou(s + 0.01 * torch.arange(64.).reshape(8, 8) / 64, mask) == pytest.approx(4 / 8)
+
+
+def test_translated_iou_finds_the_shape_anywhere():
+    s = torch.zeros(8, 8)
+    s[1:3, 1:3] = 1.0
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[5:7, 5:7] = True
+    assert saliency_iou(s, mask) == 0.0
+    assert saliency_iou(s, mask, translate=True) == pytest.approx(1.0)

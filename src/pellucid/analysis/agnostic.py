@@ -244,15 +244,28 @@ def backdoor_scan(model: nn.Module, classes: Sequence[int], input_shape: Sequenc
     return BackdoorScan(ranking, scores, windows, triggers, fooling, maps)
 
 
-def saliency_iou(saliency: Tensor, mask: Tensor) -> float:
-    """IoU between the ``mask.sum()`` most salient pixels of ``saliency`` ``(H, W)`` and the boolean ``mask``."""
+def saliency_iou(saliency: Tensor, mask: Tensor, translate: bool = False) -> float:
+    """IoU between the ``mask.sum()`` most salient pixels of ``saliency`` ``(H, W)`` and the boolean ``mask``.
+
+    ``translate=True`` takes the best IoU over every shift of the mask that keeps it inside the map: the
+    measure for translation-invariant models (e.g. global pooling), whose trigger works wherever it appears."""
     if saliency.shape != mask.shape:
         raise ValueError(f"saliency {tuple(saliency.shape)} and mask {tuple(mask.shape)} must have the same shape")
-    k = int(mask.sum())
+    m = mask.bool()
+    k = int(m.sum())
     if k == 0:
         raise ValueError("mask must mark at least one pixel")
     top = torch.zeros(saliency.numel(), dtype=torch.bool)
     top[saliency.flatten().topk(k).indices] = True
     top = top.reshape(saliency.shape)
-    m = mask.bool()
-    return float((top & m).sum() / (top | m).sum())
+    if not translate:
+        return float((top & m).sum() / (top | m).sum())
+    rows, cols = m.any(dim=1).nonzero()[:, 0], m.any(dim=0).nonzero()[:, 0]
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+    h, w = m.shape
+    best = 0.0
+    for dy in range(-r0, h - r1):
+        for dx in range(-c0, w - c1):
+            shifted = torch.roll(m, shifts=(dy, dx), dims=(0, 1))
+            best = max(best, float((top & shifted).sum() / (top | shifted).sum()))
+    return best
