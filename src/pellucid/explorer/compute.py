@@ -146,7 +146,7 @@ def baseline(sub: Subject, choice: str) -> Tensor | None:
         with torch.no_grad():
             return feat.module(sub.forward.inner.model)(base_ids).detach().float()
     if choice == "dataset":
-        return sub.dataset(16).float()
+        return sub.dataset(16).float().to(x.device)
     raise ValueError(f"baselines must be one of zero, mean, blur, pad, dataset; received {choice!r}")
 
 
@@ -155,10 +155,9 @@ def feature_mask(sub: Subject, choice: str) -> Tensor:
     from ..metrics import patch_mask
 
     if sub.modality == "text":
-        return torch.arange(sub.x.shape[1]).reshape(1, -1, 1)
-    if choice == "pixel":
-        return patch_mask(sub.x.shape[1:], 1)
-    return patch_mask(sub.x.shape[1:], int(choice.removeprefix("patch")))
+        return torch.arange(sub.x.shape[1], device=sub.x.device).reshape(1, -1, 1)
+    size = 1 if choice == "pixel" else int(choice.removeprefix("patch"))
+    return patch_mask(sub.x.shape[1:], size).to(sub.x.device)
 
 
 def to_input_space(a: Tensor, sub: Subject) -> Tensor:
@@ -282,9 +281,10 @@ def metric(name: str, sub: Subject, attribution: Tensor, explain: Callable, kw: 
         v = M.sensitivity_max(explain, sub.x, perturb_radius=0.02, n_perturb_samples=5, seed=0, **call_kw)
     elif name == "deletion_auc":
         if sub.modality == "text":
-            mask = torch.arange(sub.x.shape[1]).reshape(1, -1, 1).expand(1, sub.x.shape[1], sub.x.shape[2])
+            mask = torch.arange(sub.x.shape[1], device=sub.x.device).reshape(1, -1, 1).expand(1, sub.x.shape[1],
+                                                                                                sub.x.shape[2])
         else:
-            mask = M.pixel_mask(sub.x.shape[1:])
+            mask = M.pixel_mask(sub.x.shape[1:]).to(sub.x.device)
         base = baseline(sub, baseline_choice) if baseline_choice not in (None, "dataset") else None
         if base is None:
             base = baseline(sub, "pad" if sub.modality == "text" else "zero")
@@ -321,5 +321,5 @@ def run(model: nn.Module, sub: Subject, spec: MethodSpec, args: dict, target: in
                     info.setdefault("metric_errors", {})[m] = str(e)
             progress.done_stages += 1
         scores = class_scores(sub)
-    return {"attribution": attribution.detach().cpu(), "metrics": values, "scores": scores.tolist(),
+    return {"attribution": attribution.detach().float().cpu(), "metrics": values, "scores": scores.tolist(),
             "neuron": info.get("neuron"), "metric_errors": info.get("metric_errors", {})}

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core.guard import ModelGuard
+from ..core.guard import ModelGuard, model_device
 from .features import Examples, ImageFeature, TextFeature
 from .methods import Context, MethodSpec, catalogue
 
@@ -74,6 +74,7 @@ class Explorer:
         if model_name in self._pred:
             return self._pred[model_name]
         model = self.models[model_name]
+        dev = model_device(model)
         n = len(self.examples)
         probs = []
         with self.lock, ModelGuard(model), torch.no_grad():
@@ -82,24 +83,24 @@ class Explorer:
                 idx = list(range(start, min(n, start + 64)))
                 try:
                     x, kw, _ = self.examples.batch(idx)
-                    parts = [model(x, **kw)]
+                    parts = [model(x.to(dev), **{k: v.to(dev) for k, v in kw.items()})]
                 except RuntimeError:  # examples of different lengths: one at a time
-                    parts = [model(e.x, **e.kwargs) for e in (self.examples[i] for i in idx)]
+                    parts = [model(e.x, **e.kwargs) for e in (self.examples[i].to(dev) for i in idx)]
                 for out in parts:
                     if not isinstance(out, Tensor) or out.dim() != 2:
                         raise ValueError("the explorer needs classifiers returning logits (N, K); model "
                                          f"{model_name!r} returned {type(out).__name__} "
                                          f"{tuple(out.shape) if isinstance(out, Tensor) else ''}")
-                    probs.append(torch.softmax(out.float(), -1))
+                    probs.append(torch.softmax(out.float(), -1).cpu())
         p = torch.cat(probs)
         self._pred[model_name] = (p.argmax(1), p)
         return self._pred[model_name]
 
     def _n_classes(self) -> int:
         """Number of outputs, from one forward of example 0 per model (all must agree)."""
-        ex = self.examples[0]
         sizes = {}
         for name, model in self.models.items():
+            ex = self.examples[0].to(model_device(model))
             with self.lock, ModelGuard(model), torch.no_grad():
                 model.eval()
                 out = model(ex.x, **ex.kwargs)
@@ -124,7 +125,7 @@ class Explorer:
         if model_name in self._ctx:
             return self._ctx[model_name]
         model = self.models[model_name]
-        ex = self.examples[0]
+        ex = self.examples[0].to(model_device(model))
         shapes: dict[str, list] = {}
         handles = []
         emb = self.feature.module(model) if isinstance(self.feature, TextFeature) else None

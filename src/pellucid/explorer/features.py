@@ -73,6 +73,12 @@ class Example:
     kwargs: dict[str, Tensor]
     label: int
 
+    def to(self, device: torch.device | str | None) -> "Example":
+        """The example with its tensors on ``device`` (unchanged for ``None``)."""
+        if device is None:
+            return self
+        return Example(self.x.to(device), {k: v.to(device) for k, v in self.kwargs.items()}, self.label)
+
 
 class Examples:
     """Uniform access to a dataset's examples (see the module docstring)."""

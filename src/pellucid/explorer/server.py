@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from ..core.guard import model_device
 from .compute import METRIC_INFO, METRICS, run, subject
 from .explorer import Explorer
 from .jobs import Job, Worker
@@ -88,7 +89,8 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
         spec = e.methods(r["model"])[r["method"]]
         model = e.models[r["model"]]
         with e.lock:
-            sub = subject(model, e.feature, e.examples[r["example"]], job.progress, e.references)
+            ex = e.examples[r["example"]].to(model_device(model))
+            sub = subject(model, e.feature, ex, job.progress, e.references)
             out = run(model, sub, spec, r["args"], r["target"], r["metrics"], job.progress)
         out["x"] = sub.x.detach().cpu()
         return out
