@@ -156,9 +156,9 @@ class _PerturbedPrompts(nn.Module):
 
     def prompts(self, present: Tensor) -> list[Tensor]:
         rows = self.inp.rows(present)
-        texts = [r for r in rows if isinstance(r, str) and r not in self._ids]
+        texts = list(dict.fromkeys(r for r in rows if isinstance(r, str) and r not in self._ids))
         if texts:
-            for t, ids in zip(texts, self.owner._encode(list(dict.fromkeys(texts)))):
+            for t, ids in zip(texts, self.owner._encode(texts)):
                 self._ids[t] = ids
         return [self._ids[r] if isinstance(r, str) else self.owner._prompt_ids(r) for r in rows]
 

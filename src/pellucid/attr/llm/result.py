@@ -169,7 +169,7 @@ def pretty_tokens(ids: Tensor, tokenizer: Any) -> list[str]:
         again, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     except (TypeError, ValueError, NotImplementedError, KeyError):
         again, offsets = [], []
-    if again == ids_list:
+    if again == ids_list and len(offsets) == len(ids_list):
         out = []
         for i, (start, end) in enumerate(offsets):
             if start == end:  # a token without its own span: up to the next token's start

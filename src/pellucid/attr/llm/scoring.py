@@ -46,6 +46,14 @@ def _at_least_float32(t: Tensor) -> Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+def target_log_softmax(logits: Tensor, target: Tensor) -> Tensor:
+    """``log_softmax(logits)[..., target]`` for logits ``(R, T, V)`` and target ids ``(T,)``: ``(R, T)``, without
+    materialising the normalised ``(R, T, V)`` tensor (logit of the target minus the log-sum-exp)."""
+    z = _at_least_float32(logits)
+    picked = z.gather(2, target.expand(z.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(z, dim=-1)
+
+
 def forward_parameters(model: nn.Module) -> set[str]:
     """Names of the keyword parameters of ``model.forward`` (``{"*"}`` added when it takes ``**kwargs``)."""
     try:
@@ -156,6 +164,8 @@ class TargetLogProbs:
         kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         if "use_cache" in self.params or "*" in self.params:
             kwargs["use_cache"] = True
+        if "logits_to_keep" in self.params:
+            kwargs["logits_to_keep"] = 1  # only the cache is wanted
         with torch.no_grad():
             out = self.model(**kwargs)
         cache = getattr(out, "cache", None)  # transformers >= 5.x names it "cache"
@@ -223,10 +233,14 @@ class TargetLogProbs:
         logits = logits_of(out)
         logits = logits[:, -keep:] if logits.shape[1] >= keep else logits
         offset = width - logits.shape[1]  # position of logits[:, 0] in the run part
-        pos = (lengths.to(device) - 1 - prefix - offset).unsqueeze(1) + torch.arange(n_t, device=device)
-        picked = logits.gather(1, pos.unsqueeze(-1).expand(rows, n_t, logits.shape[-1]))
-        logp = torch.log_softmax(_at_least_float32(picked), dim=-1)
-        return logp.gather(2, t.expand(rows, n_t).unsqueeze(-1)).squeeze(-1)
+        starts = lengths - 1 - prefix - offset  # where each row's predictions of the target begin
+        if bool((starts == starts[0]).all()):
+            s0 = int(starts[0])
+            picked = logits[:, s0 : s0 + n_t]  # equal lengths (token inputs): a view, no copy
+        else:
+            pos = starts.to(device).unsqueeze(1) + torch.arange(n_t, device=device)
+            picked = logits[torch.arange(rows, device=device).unsqueeze(1), pos]
+        return target_log_softmax(picked, t)
 
 
 class EmbeddingLogProbs(nn.Module):
@@ -252,8 +266,7 @@ class EmbeddingLogProbs(nn.Module):
         if "logits_to_keep" in self.params:
             kwargs["logits_to_keep"] = t.shape[0]
         logits = logits_of(self.model(**kwargs))[:, -t.shape[0]:]
-        logp = torch.log_softmax(_at_least_float32(logits), dim=-1)
-        return logp.gather(2, t.expand(rows, -1).unsqueeze(-1)).squeeze(-1)
+        return target_log_softmax(logits, t)
 
 
 Tokenize = Callable[[list[str]], list[Tensor]]
