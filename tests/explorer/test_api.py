@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from pellucid import metrics as M
-from pellucid.attr import FeatureAblation, IntegratedGradients, LayerIntegratedGradients, Saliency
-from pellucid.explorer.server import Server, create_app
+from pellucid.attr import IntegratedGradients, LayerIntegratedGradients
+from pellucid.explorer.serve import Server
+from pellucid.explorer.server import create_app
 
 from explorer_helpers import image_explorer, run_job, text_explorer, wait
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.minilm import minilm_available
     from .demo import image_explorer, text_explorer
-    from .server import Server
+    from .serve import Server
 
     if args.threads and args.threads > 0:
         torch.set_num_threads(args.threads)

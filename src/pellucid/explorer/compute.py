@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..core.guard import ModelGuard
 from ..core.hooks import LayerTap
-from .features import Example, ImageFeature, TextFeature
+from .features import Example, TextFeature
 from .methods import MethodSpec, split_args
 
 METRICS = ("infidelity", "sensitivity_max", "deletion_auc")
@@ -224,9 +224,9 @@ def explainer(spec: MethodSpec, args: dict, sub: Subject, target: int) -> tuple[
         kw["neuron_selector"] = _neuron(sub, init["layer"], app.get("neuron_selector"), to_input)
         info["neuron"] = list(kw["neuron_selector"])
     if spec.kind == "wrapper":
-        from .methods import method_spec
+        from .methods import method_class
 
-        base_cls = method_spec(app["base"], _ctx_for(sub)).cls
+        base_cls = method_class(app["base"])
         method = spec.cls(base_cls(sub.forward))
         if "baselines" in inspect.signature(base_cls.attribute).parameters:
             kw["baselines"] = baseline(sub, "zero" if sub.modality == "image" else "pad")
@@ -252,12 +252,6 @@ def explainer(spec: MethodSpec, args: dict, sub: Subject, target: int) -> tuple[
 
 def _with_x(sub: Subject, x: Tensor) -> Subject:
     return Subject(sub.forward, x, sub.kwargs, sub.modality, sub.modules, sub.feature, sub.dataset)
-
-
-def _ctx_for(sub: Subject):
-    from .methods import Context
-
-    return Context(sub.modality, {}, None, tuple(sub.x.shape[1:]))
 
 
 def class_scores(sub: Subject) -> Tensor:

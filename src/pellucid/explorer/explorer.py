@@ -184,7 +184,7 @@ class Explorer:
         and every request must carry it (the URL sets a cookie). ``others``: more explorers served by the same
         app (e.g. an image and a text dataset). ``stop()`` shuts the server down.
         """
-        from .server import Server
+        from .serve import Server
 
         if self._server is not None:
             raise RuntimeError(f"this explorer is already serving at {self._server.url}; call stop() first")

@@ -120,6 +120,14 @@ def _classes() -> dict[str, type]:
     return out
 
 
+def method_class(name: str) -> type:
+    """The class of method ``name`` in :mod:`pellucid.attr`."""
+    classes = _classes()
+    if name not in classes:
+        raise ValueError(f"unknown method {name!r}; methods are {', '.join(sorted(classes))}")
+    return classes[name]
+
+
 def _kind(name: str, cls: type) -> str:
     init = inspect.signature(cls.__init__).parameters
     if name == "NoiseTunnel":
