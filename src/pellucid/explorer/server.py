@@ -94,7 +94,7 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
     images: dict[tuple[str, int], bytes] = {}  # rendered example images (thumbnails are requested often)
     worker = Worker(execute)
     app = FastAPI(title="pellucid explorer", version="1", description=__doc__,
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")  # FastAPI's docs pages load a CDN
     app.state.worker = worker
     app.state.token = token
     app.state.add_explorer = add_explorer

@@ -375,6 +375,19 @@ async function main() {
   await selectDataset(state.info.datasets[0].name);
   setStatus("ready");
   document.body.dataset.ready = "1";
+  setInterval(refreshDatasets, 5000);
+}
+
+// datasets that finish loading after the page opened (the demo's sentences) join the menu
+async function refreshDatasets() {
+  let info;
+  try { info = await api("/api/info"); } catch { return; }
+  if (info.datasets.length === state.info.datasets.length) return;
+  state.info = info;
+  const dsel = $("#dataset");
+  dsel.replaceChildren(...info.datasets.map(d => el("option", { value: d.name, text: `${d.name} (${d.modality})` })));
+  dsel.value = state.dataset;
+  setStatus(`${info.datasets.length} datasets`);
 }
 
 main().catch(e => setStatus(`error: ${e.message}`));
