@@ -332,3 +332,20 @@ def test_an_app_without_datasets_yet_answers_503_then_serves_added_ones(explorer
 def test_oversized_bodies_are_refused(client):
     r = client.post("/api/jobs", content=b"{" + b" " * 1_100_000 + b"}", headers={"content-type": "application/json"})
     assert r.status_code == 413
+
+
+def test_static_files_reference_nothing_outside_the_package(client):
+    from pellucid.explorer.server import STATIC
+
+    files = sorted(p.name for p in STATIC.iterdir())
+    assert files == ["app.js", "index.html", "style.css"]
+    for name in files:
+        text = (STATIC / name).read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and r.text == text
+    assert client.get("/static/app.js").headers["content-type"].split(";")[0] in ("text/javascript",
+                                                                                 "application/javascript")
+    csp = client.get("/").headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src" not in csp  # scripts: same origin only
+    assert client.get("/api/docs").status_code == 404  # FastAPI's docs pages would load a CDN
