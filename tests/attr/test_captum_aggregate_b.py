@@ -142,6 +142,33 @@ def test_permutation_importance_of_a_batch_loss():
     torch.testing.assert_close(zero, torch.zeros(1, 3), atol=1e-5, rtol=0)
 
 
+def test_lime_captum_forms_see_the_whole_batch(data):
+    """In aggregate mode Captum's per-sample callables get the whole batch; the result equals the batched forms
+    (which see each sample as one row holding the batch)."""
+    x, b, mask = data
+    z = torch.rand(20, 3, generator=torch.Generator().manual_seed(5)) < 0.5
+    model = lambda t: torch.tanh(t @ torch.tensor([1.0, -2.0, 0.5, 1.5])).sum()  # noqa: E731
+
+    def perturb(original, **kwargs):
+        assert original.shape == x.shape and kwargs["baselines"].shape == b.shape
+        yield from (row.long().unsqueeze(0) for row in z)
+
+    def kernel(original, perturbed, interpretable, **kwargs):
+        assert original.shape == perturbed.shape == x.shape
+        return float(torch.exp(-((original - perturbed) ** 2).sum() / 8))
+
+    def perturb_batched(n, s, g, generator):
+        return z.unsqueeze(0).expand(n, s, g)
+
+    def kernel_batched(original, perturbed, interpretable):  # rows of shape (1, N, D): the whole batch
+        return torch.exp(-((original[0] - perturbed[0]) ** 2).flatten(1).sum(1).double() / 8)
+
+    a = Lime(model, similarity_func=kernel, perturb_func=perturb).attribute(x, b, feature_mask=mask, n_samples=20)
+    batched = Lime(model, similarity_func=kernel_batched, perturb_func=perturb_batched)
+    torch.testing.assert_close(a, batched.attribute(x, b, feature_mask=mask, n_samples=20))
+    assert a.shape == (1, 4)
+
+
 def test_aggregate_mode_errors_name_the_argument(data):
     x, _, _ = data
     with pytest.raises(ValueError, match="feature_mask.*shared by all examples"):

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..core.errors import check_generator, check_positive_int
 from ..core.inputs import BaselineType, TensorOrTuple, restore_form
-from ..core.perturb import CoalitionPlan, FeatureMask, MaskType, Scores, finish
+from ..core.perturb import AggregateOutput, CoalitionPlan, FeatureMask, MaskType, Scores, aggregates, finish
 from ..core.targets import TargetType
 from ._base import Call
 from ._lime_forms import (SampleContext, captum_kernel_settings, fit_captum_model, is_captum_model, is_per_sample,
@@ -203,9 +203,15 @@ class Lime(PerturbationAttribution):
         )
         g = mask.n_groups
         ctx = SampleContext(call.inputs, call.was_tuple, bases, mask)
+        per_sample = is_per_sample(self.perturb_func)
+        # Captum's per-sample perturb_func must see one example, or the whole batch when the model's output
+        # aggregates it: a forward of two rows tells which before any call (the engine still checks every chunk)
+        batch_output = per_sample and call.n > 1 and self._aggregates(call)
 
         def draw(n: int) -> Tensor:
-            if is_per_sample(self.perturb_func):
+            if per_sample:
+                if batch_output and n == call.n:
+                    raise AggregateOutput("detected on two rows")
                 return per_sample_perturbations(self.perturb_func, ctx, n, n_samples)
             z = self.perturb_func(n, n_samples, g, gen)
             if not isinstance(z, Tensor) or tuple(z.shape) != (n, n_samples, g):
@@ -229,3 +235,10 @@ class Lime(PerturbationAttribution):
         else:
             coef, _ = self.interpretable_model.fit(X, scores.values, weights)
         return coefficients_result(coef.to(scores.values.dtype), mask, scores, return_input_shape, call.was_tuple)
+
+    @staticmethod
+    def _aggregates(call: Call) -> bool:
+        """Whether the model's output for the first two examples aggregates them (no row per example)."""
+        two = torch.arange(2)
+        with call.guard, torch.no_grad():
+            return aggregates(call.ev.run(tuple(x[:2] for x in call.inputs), two), 2)
