@@ -349,3 +349,23 @@ def test_static_files_reference_nothing_outside_the_package(client):
     csp = client.get("/").headers["content-security-policy"]
     assert "default-src 'self'" in csp and "script-src" not in csp  # scripts: same origin only
     assert client.get("/api/docs").status_code == 404  # FastAPI's docs pages would load a CDN
+
+
+def test_dataset_forms_give_the_same_examples():
+    """(inputs, labels) tensors, (input, label) pairs and label-keyed mappings (Hugging Face rows) are the same."""
+    from pellucid.explorer.features import Examples
+
+    ids = torch.randint(0, 9, (3, 5))
+    mask = torch.ones(3, 5, dtype=torch.long)
+    y = torch.tensor([2, 0, 1])
+    rows = [{"input_ids": ids[i], "attention_mask": mask[i], "label": y[i]} for i in range(3)]
+    pairs = [({"input_ids": ids[i], "attention_mask": mask[i]}, int(y[i])) for i in range(3)]
+    for a, b in zip((Examples(rows)[i] for i in range(3)), (Examples(pairs)[i] for i in range(3))):
+        assert torch.equal(a.x, b.x) and a.label == b.label and torch.equal(a.kwargs["attention_mask"],
+                                                                            b.kwargs["attention_mask"])
+    t = Examples((ids.float(), y))
+    assert torch.equal(t[1].x, ids[1:2].float()) and t[1].label == 0
+    with pytest.raises(TypeError, match="label"):
+        Examples([torch.zeros(3)])[0]
+    with pytest.raises(ValueError, match="as many labels"):
+        Examples((ids, y[:2]))

@@ -1,9 +1,10 @@
 """What an example is, for the explorer: an image, or a token sequence attributed at the model's embedding layer.
 
 A dataset is any sequence of ``(input, label)`` pairs (a ``torch.utils.data.Dataset`` such as
-:class:`pellucid.data.ShapesData`, a list, or a pair of tensors ``(inputs, labels)``). ``input`` is a tensor without
-the batch dimension, or a mapping of tensors whose first entry (or ``input_key``) is the model's positional input
-and whose other entries are passed by keyword (e.g. ``attention_mask``).
+:class:`pellucid.data.ShapesData`, a list, or a pair of tensors ``(inputs, labels)``), or of mappings with a
+``label`` (or ``labels``) entry, as rows of a Hugging Face dataset. ``input`` is a tensor without the batch
+dimension, or a mapping of tensors whose first entry (or ``input_key``) is the model's positional input and whose
+other entries are passed by keyword (e.g. ``attention_mask``).
 """
 from __future__ import annotations
 
@@ -106,9 +107,14 @@ class Examples:
 
     def __getitem__(self, i: int) -> Example:
         item = self.dataset[i]
-        if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise TypeError(f"dataset[{i}] must be an (input, label) pair; received {type(item).__name__}")
-        inp, label = item[0], item[1]
+        if isinstance(item, Mapping) and ("label" in item or "labels" in item):  # Hugging Face style rows
+            key = "label" if "label" in item else "labels"
+            inp, label = {k: v for k, v in item.items() if k != key}, item[key]
+        elif isinstance(item, (tuple, list)) and len(item) >= 2:
+            inp, label = item[0], item[1]
+        else:
+            raise TypeError(f"dataset[{i}] must be an (input, label) pair or a mapping with a 'label' entry; "
+                            f"received {type(item).__name__}")
         if isinstance(inp, Mapping):
             key = self.input_key or next(iter(inp))
             x = torch.as_tensor(inp[key])
