@@ -98,8 +98,11 @@ def test_filters_and_text_tokens(browser, server, artifacts):
     page.click("#examples li[data-index='1']")
     page.wait_for_function("() => document.querySelector('#example-head').textContent.includes('#1')")
     page.select_option("#a-method", "IntegratedGradients")
+    page.uncheck("#a-metric-sensitivity_max")
     page.click("#a-run")
     page.wait_for_selector("#a-tokens[data-loaded] span", timeout=30000)
+    metrics = page.inner_text("#a-metrics")
+    assert "infidelity" in metrics and "sensitivity_max" not in metrics  # only the chosen metrics
     spans = page.locator("#a-tokens span").all()
     assert len(spans) > 2
     colours = {s.evaluate("e => getComputedStyle(e).backgroundColor") for s in spans}

@@ -105,6 +105,12 @@ class Panel {
 
   async init(modelIndex) {
     const d = ds();
+    const box = $(".metric-choice", this.root);
+    box.replaceChildren(el("legend", { text: "metrics" }), ...Object.entries(state.info.metrics).map(([m, info]) => {
+      const c = el("input", { type: "checkbox", id: `${this.name}-metric-${m}`, "data-metric": m });
+      c.checked = true;
+      return el("label", { title: `${info.paper}; ${info.setting}` }, c, ` ${m}`);
+    }));
     const models = $(".model", this.root);
     models.replaceChildren(...d.models.map(m => el("option", { value: m, text: m })));
     models.value = d.models[Math.min(modelIndex, d.models.length - 1)];
@@ -217,7 +223,9 @@ class Panel {
     const target = $(".target", this.root).value;
     const body = { dataset: state.dataset, model: $(".model", this.root).value, example: state.example,
                    method: $(".method", this.root).value, args: this.args(),
-                   target: target === "" ? null : Number(target) };
+                   target: target === "" ? null : Number(target),
+                   metrics: [...this.root.querySelectorAll("[data-metric]")].filter(c => c.checked)
+                                                                           .map(c => c.dataset.metric) };
     this.clear();
     $(".cancel", this.root).disabled = false;
     try {
