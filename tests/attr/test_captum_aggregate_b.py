@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from conftest import assert_same_state, model_state
-from pellucid.attr import (FeatureAblation, FeaturePermutation, IntegratedGradients, KernelShap, Lime,
-                           LinearRegression, Occlusion, ShapleyValueSampling, ShapleyValues)
+from pellucid.attr import (FeatureAblation, FeaturePermutation, IntegratedGradients, KernelShap, LayerFeatureAblation,
+                           Lime, LinearRegression, Occlusion, ShapleyValueSampling, ShapleyValues)
 
 
 class BatchLinear(nn.Module):
@@ -167,6 +167,31 @@ def test_lime_captum_forms_see_the_whole_batch(data):
     batched = Lime(model, similarity_func=kernel_batched, perturb_func=perturb_batched)
     torch.testing.assert_close(a, batched.attribute(x, b, feature_mask=mask, n_samples=20))
     assert a.shape == (1, 4)
+
+
+def test_layer_ablation_of_a_batch_loss():
+    """LayerFeatureAblation of a loss over the batch: each hidden unit zeroed in every example at once."""
+    torch.manual_seed(0)
+    l1, l2 = nn.Linear(4, 3), nn.Linear(3, 1)
+    x, y = torch.randn(6, 4), torch.randn(6)
+
+    class Loss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.l2 = l1, l2
+
+        def forward(self, t, target):
+            return ((self.l2(torch.tanh(self.l1(t)))[:, 0] - target) ** 2).mean()
+
+    model = Loss()
+    a = LayerFeatureAblation(model, model.l1).attribute(x, additional_forward_args=(y,))
+    with torch.no_grad():
+        h = l1(x)
+        full = ((l2(torch.tanh(h))[:, 0] - y) ** 2).mean()
+        expected = torch.stack([full - ((l2(torch.tanh(torch.where(torch.arange(3) == j, 0.0, h)))[:, 0] - y) ** 2).mean()
+                                for j in range(3)])
+    assert a.shape == (1, 3)
+    torch.testing.assert_close(a[0], expected)
 
 
 def test_aggregate_mode_errors_name_the_argument(data):
