@@ -64,37 +64,37 @@ def check_forward_arguments(model: Any, inputs: Sequence[Any], args: Sequence[An
         ) from None
 
 
-def nonfinite_examples(inputs: Sequence[Any]) -> list[int]:
-    """Example numbers (dim 0) whose floating-point inputs hold NaN or Inf."""
+def nonfinite_rows(x: Any) -> list[int]:
+    """Row numbers (dim 0) of a floating-point tensor that hold NaN or Inf (``[]`` for anything else)."""
     import torch
 
-    bad = None
-    for x in inputs:
-        if isinstance(x, torch.Tensor) and torch.is_floating_point(x) and x.numel():
-            # a sum is finite only if every term is (NaN and Inf propagate): ~10x cheaper than an elementwise test,
-            # which runs only when the sum is not finite (a NaN/Inf, or an overflow of large values)
-            if bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))):
-                continue
-            rows = ~torch.isfinite(x).reshape(x.shape[0], -1).all(1)
-            bad = rows if bad is None else bad | rows.to(bad.device)
-    return [] if bad is None else bad.nonzero().flatten().tolist()
+    if not (isinstance(x, torch.Tensor) and torch.is_floating_point(x) and x.numel() and x.dim() > 0):
+        return []
+    # a sum is finite only if every term is (NaN and Inf propagate): ~10x cheaper than an elementwise test, which
+    # runs only when the sum is not finite (a NaN/Inf, or an overflow of large values)
+    if bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))):
+        return []
+    return (~torch.isfinite(x).reshape(x.shape[0], -1).all(1)).nonzero().flatten().tolist()
 
 
-def warn_nonfinite(inputs: Sequence[Any], name: str = "inputs", stacklevel: int = 3, unit: str = "example") -> None:
+def warn_nonfinite(values: Sequence[Any], name: str = "inputs", stacklevel: int = 3, unit: str = "example") -> None:
     """The library's rule for NaN/Inf inputs (and baselines): they propagate, in every method, and a
-    ``RuntimeWarning`` names the argument and the rows (dim 0) concerned. Rows are independent in every method but
-    the permutation methods, so only the attributions computed from these rows become non-finite."""
-    bad = nonfinite_examples(inputs)
-    if bad:
-        import warnings
+    ``RuntimeWarning`` names the argument (``inputs[i]`` for a tuple) and the rows (dim 0) concerned. Rows are
+    independent in every method but the permutation methods, so only the attributions computed from these rows
+    become non-finite."""
+    import warnings
 
-        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-        warnings.warn(
-            f"{name} contains NaN or Inf values ({unit}(s) {shown}); attributions computed from them will be NaN or "
-            "Inf unless the model maps such values to finite outputs",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
+    for i, x in enumerate(values):
+        bad = nonfinite_rows(x)
+        if bad:
+            where = f"{name}[{i}]" if len(values) > 1 else name
+            shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+            warnings.warn(
+                f"{where} contains NaN or Inf values ({unit}(s) {shown}); attributions computed from them will be NaN "
+                "or Inf unless the model maps such values to finite outputs",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
 
 
 def dtype_mismatch_note(model: Any, inputs: Sequence[Any], name: str = "inputs") -> str | None:
