@@ -672,3 +672,55 @@ def test_bad_other_constructor_arguments(name, arg, value):
         return
     _, error, _ = call(name, model, method)
     assert isinstance(error, (TypeError, ValueError)) and arg in str(error), f"{name}({arg}={value!r}): {error!r}"
+
+
+# -- the forward-signature check never blocks a call the model accepts -----------------------------------------------
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+        return self.fc(x) * scale.reshape(-1, 1) + offset
+
+
+class _VarArgs(_Scaled):
+    def forward(self, *args, **kwargs):
+        return super().forward(*args, **kwargs)
+
+
+class _Unreadable:
+    """A callable whose signature cannot be read (as some compiled or C-implemented models)."""
+
+    __signature__ = "unreadable"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+
+def _accepted_forms():
+    torch.manual_seed(0)
+    scaled, varargs = _Scaled(), _VarArgs()
+    varargs.load_state_dict(scaled.state_dict())
+    two = torch.full((N,), 2.0)
+    return [
+        (scaled, (two,), {"offset": 1.0}),
+        (varargs, (two,), {"offset": 1.0}),
+        (lambda x, s, offset=0.0: scaled(x, s, offset=offset), (two,), {"offset": 1.0}),
+        (_Unreadable(scaled), (two,), {}),
+        (__import__("functools").partial(scaled, offset=1.0), (two,), {}),
+    ]
+
+
+@pytest.mark.parametrize("form", range(5))
+def test_the_signature_check_accepts_every_call_the_model_accepts(form):
+    model, args, kwargs = _accepted_forms()[form]
+    x = torch.randn(N, 4)
+    got = Saliency(model).attribute(x, target=1, additional_forward_args=args, forward_kwargs=kwargs or None)
+    scaled = _accepted_forms()[0][0]
+    offset = kwargs.get("offset", 1.0 if form == 4 else 0.0)
+    ref = Saliency(lambda v: scaled(v, args[0], offset=offset)).attribute(x, target=1)
+    torch.testing.assert_close(got, ref)
