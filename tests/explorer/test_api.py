@@ -313,6 +313,9 @@ def test_explorer_rejects_bad_arguments():
     with pytest.raises(TypeError, match="features"):
         Explorer(model, data, features="audio")
     assert Explorer(model, data).classes == ["0", "1", "2"]
+    from pellucid.explorer import ImageFeature
+
+    assert Explorer(model, data, features=[ImageFeature()]).modality == "image"
 
 
 def test_an_app_without_datasets_yet_answers_503_then_serves_added_ones(explorers):

@@ -22,7 +22,7 @@ class Explorer:
             (see :mod:`pellucid.explorer.features`).
         classes: class names, index = label (default ``"0"``, ``"1"``, ...).
         features: :class:`ImageFeature` (default; also ``"image"``) or :class:`TextFeature` (token ids attributed at
-            an embedding layer).
+            an embedding layer); a one-element list of either is accepted, as Captum Insights takes them.
         name: the dataset's name in the app. input_key: for mapping inputs, the positional entry (default: first).
 
     The app computes through :mod:`pellucid.attr` and :mod:`pellucid.metrics` and draws through
@@ -40,6 +40,8 @@ class Explorer:
         for k, m in models.items():
             if not isinstance(k, str) or not isinstance(m, nn.Module):
                 raise TypeError(f"models must map names (str) to nn.Module; received {k!r}: {type(m).__name__}")
+        if isinstance(features, (list, tuple)) and len(features) == 1:  # Captum Insights passes a list
+            features = features[0]
         if features is None or features == "image":
             features = ImageFeature()
         if not isinstance(features, (ImageFeature, TextFeature)):
