@@ -40,7 +40,8 @@ def _fill(value: Any, neurons: Tensor, like: Tensor, n_total: int) -> Tensor:
 def _value_arg(value: Any) -> Any:
     if isinstance(value, str):
         if value != "zero":
-            raise ValueError(f"value must be 'zero', a number or a tensor (e.g. the neurons' means); received {value!r}")
+            raise ValueError(
+                f"value must be 'zero', a number or a tensor (e.g. the neurons' means); received {value!r}")
         return 0.0
     return value
 
@@ -77,7 +78,8 @@ class ablate_neurons:  # noqa: N801 - a context manager used like a function
             spec = [(layer, neurons)]
         for m, _ in spec:
             if not isinstance(m, nn.Module):
-                raise TypeError(f"layer must be a torch.nn.Module (or a {{module: neurons}} mapping); received {type(m).__name__}")
+                raise TypeError("layer must be a torch.nn.Module (or a {module: neurons} mapping); "
+                                f"received {type(m).__name__}")
         self.spec = spec
         self.value = _value_arg(value)
         self.per = per
@@ -87,8 +89,8 @@ class ablate_neurons:  # noqa: N801 - a context manager used like a function
         def fn(out: Any) -> Any:
             t = out if isinstance(out, Tensor) else out[0]
             if not isinstance(t, Tensor):
-                raise TypeError(f"ablate_neurons needs a layer whose output is a tensor (or a tuple starting with one); "
-                                f"received {type(out).__name__}")
+                raise TypeError("ablate_neurons needs a layer whose output is a tensor (or a tuple starting with "
+                                f"one); received {type(out).__name__}")
             n_neurons = t.shape[-1] if self.per == "token" else int(t[0].numel()) if t.shape[0] else 0
             idx = as_index(neurons, n_neurons, "neurons").to(t.device)
             new = t.clone()

@@ -2,9 +2,9 @@
 
 An *item* is what a neuron is analysed on: an example (``per="example"``: the layer's value of each example,
 flattened), a token (``per="token"``: layers with ``(N, L, D)`` values, one row per unmasked token, the neurons are
-the ``D`` features) or, for Hugging Face models, a word (:func:`pellucid.analysis.neurons.words.extract_word_activations`,
-sub-word tokens aggregated). Several layers are concatenated along the neuron axis; :class:`Activations` remembers
-which columns belong to which layer.
+the ``D`` features) or, for Hugging Face models, a word
+(:func:`pellucid.analysis.neurons.words.extract_word_activations`, sub-word tokens aggregated). Several layers
+are concatenated along the neuron axis; :class:`Activations` remembers which columns belong to which layer.
 
 Rows are streamed: each batch's rows are written to ``out`` (a raw float file plus ``meta.json``) as they come, so
 memory holds one batch of activations, and the result is a memory-mapped tensor. The forward pass of each batch
@@ -90,7 +90,8 @@ class Activations:
         path = Path(path)
         meta_file = path / "meta.json"
         if not meta_file.exists():
-            raise ValueError(f"path must be a directory written by an extraction (with meta.json); received {str(path)!r}")
+            raise ValueError("path must be a directory written by an extraction (with meta.json); "
+                             f"received {str(path)!r}")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         values = _open_values(path, meta)
         sidx = path / "sentence_index.npy"
@@ -114,7 +115,8 @@ def as_index(neurons: Any, n: int, name: str = "neurons") -> Tensor:
         raise TypeError(f"{name} must hold integer neuron indices; received dtype {idx.dtype}")
     idx = idx.reshape(-1).long()
     if int(idx.min()) < 0 or int(idx.max()) >= n:
-        raise ValueError(f"{name} must be indices in [0, {n}); received values from {int(idx.min())} to {int(idx.max())}")
+        raise ValueError(f"{name} must be indices in [0, {n}); received values from {int(idx.min())} to "
+                         f"{int(idx.max())}")
     return idx
 
 
@@ -193,7 +195,8 @@ class ActivationWriter:
             self._file.close()
 
 
-def format_named_layers(model: Any, layers: LayersArg, names: Sequence[str] | None = None) -> tuple[list[str], list[nn.Module]]:
+def format_named_layers(model: Any, layers: LayersArg,
+                        names: Sequence[str] | None = None) -> tuple[list[str], list[nn.Module]]:
     """``(names, modules)`` from a module, a list of modules or a ``{name: module}`` mapping; default names are the
     modules' qualified names in ``model`` (``"encoder.layer.3"``)."""
     if isinstance(layers, Mapping):
@@ -202,7 +205,8 @@ def format_named_layers(model: Any, layers: LayersArg, names: Sequence[str] | No
         mods = [layers] if isinstance(layers, nn.Module) else list(layers)
         names_ = None
     if not mods:
-        raise ValueError("layers must be a module, a non-empty list of modules or a {name: module} mapping; received none")
+        raise ValueError("layers must be a module, a non-empty list of modules or a {name: module} mapping; "
+                         "received none")
     for i, m in enumerate(mods):
         if not isinstance(m, nn.Module):
             raise TypeError(f"layers[{i}] must be a torch.nn.Module of the model; received {type(m).__name__}")
@@ -358,8 +362,8 @@ def extract_activations(
                 if sizes is None:
                     sizes = block_sizes
                 elif sizes != block_sizes:
-                    raise ValueError(f"layer sizes changed between batches ({sizes} then {block_sizes}); with per='example' "
-                                     "every example must give the same shape (use per='token' for sequences)")
+                    raise ValueError(f"layer sizes changed between batches ({sizes} then {block_sizes}); with "
+                                     "per='example' every example must give the same shape (use per='token' for sequences)")
                 writer.write(torch.cat(blocks, 1))
                 sent.append(index)
                 n_examples += n

@@ -48,7 +48,8 @@ def _selector(j: int, shape: tuple[int, ...], per: str, position: Any) -> tuple:
             raise ValueError(f"per='token' needs a layer with (N, L, D) values; the layer gives (N, *{shape})")
         pos = slice(None) if position is None else position
         if not isinstance(pos, (int, slice)) or isinstance(pos, bool):
-            raise TypeError(f"position must be an int token position, a slice or None (all positions); received {position!r}")
+            raise TypeError("position must be an int token position, a slice or None (all positions); "
+                            f"received {position!r}")
         return (pos, j)
     return tuple(int(i) for i in np.unravel_index(j, shape))
 

@@ -80,6 +80,7 @@ class GaussianProbe:
         return self.log_joint(X, neurons).argmax(1)
 
     def accuracy(self, X: Any, y: Any, neurons: Any) -> float:
+        """Accuracy of :meth:`predict` on rows ``X`` with labels ``y``, using ``neurons`` only."""
         yi, _ = encode_labels(y, self.classes)
         return float((self.predict(X, neurons) == yi).double().mean())
 

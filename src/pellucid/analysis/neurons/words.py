@@ -93,7 +93,8 @@ def extract_word_activations(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; received {batch_size!r}")
     if isinstance(sentences, str) or not isinstance(sentences, Sequence):
-        raise TypeError(f"sentences must be a list of sentences (strings or lists of words); received {type(sentences).__name__}")
+        raise TypeError("sentences must be a list of sentences (strings or lists of words); "
+                        f"received {type(sentences).__name__}")
     split: list[list[str]] = []
     for i, s in enumerate(sentences):
         words = s.split() if isinstance(s, str) else list(s)
