@@ -258,12 +258,14 @@ def test_cancel_stops_a_running_job_and_the_model_is_unchanged():
 def test_token_is_required_when_configured(explorers):
     app = create_app(explorers[0], token="s3cret")
     with TestClient(app) as c:
-        assert c.get("/api/health").status_code == 401
-        assert c.get("/api/health", headers={"X-Pellucid-Token": "wrong"}).status_code == 401
-        assert c.get("/api/health", headers={"X-Pellucid-Token": "s3cret"}).status_code == 200
+        assert c.get("/api/health").status_code == 200  # liveness needs no token
+        assert c.get("/api/info").status_code == 401
+        assert c.get("/").status_code == 401
+        assert c.get("/api/info", headers={"X-Pellucid-Token": "wrong"}).status_code == 401
+        assert c.get("/api/info", headers={"X-Pellucid-Token": "s3cret"}).status_code == 200
         r = c.get("/", params={"token": "s3cret"})
         assert r.status_code == 200 and "pellucid_token" in r.headers.get("set-cookie", "")
-        assert c.get("/api/health").status_code == 200  # the cookie now carries the token
+        assert c.get("/api/info").status_code == 200  # the cookie now carries the token
     app.state.worker.close()
 
 

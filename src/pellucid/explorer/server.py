@@ -110,7 +110,7 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
                 else (request.headers.get("host") or "").split("]")[0] + "]"
             if host not in allowed_hosts:
                 return JSONResponse({"detail": f"host {host!r} is not allowed"}, status_code=400)
-        if token is not None:
+        if token is not None and request.url.path != "/api/health":  # liveness reveals nothing: no token
             given = (request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
                      or request.cookies.get(TOKEN_COOKIE) or "")
             if not secrets.compare_digest(given.encode(), token.encode()):
