@@ -21,3 +21,15 @@ def test_neurons_study_fast_names_the_planted_neurons(tmp_path):
     assert (out / "index.html").exists()
     minilm = summary["minilm"]
     assert "skipped" in minilm or (minilm["layer_probe_accuracy"] and len(minilm["top_colour_neurons"]) == minilm["k"])
+
+
+def test_neurons_study_without_minilm_says_so_and_runs_the_planted_part(tmp_path, monkeypatch):
+    import pellucid.data.minilm as minilm
+    from pellucid.analysis.studies import run_study
+
+    monkeypatch.setattr(minilm, "minilm_available", lambda: False)
+    logged = []
+    result = run_study("neurons", tmp_path, fast=True, log=logged.append)
+    assert "text extra" in result.summary["minilm"]["skipped"]
+    assert any("skipped" in line for line in logged)
+    assert result.summary["planted"]["all_rankings_exact"] is True
