@@ -1,11 +1,10 @@
-"""The explorer's HTTP API (FastAPI, with an OpenAPI schema at ``/openapi.json``) and the server running it in a
-background thread (uvicorn).
+"""The explorer's HTTP API (FastAPI, with an OpenAPI schema at ``/openapi.json``); :mod:`.serve` runs it.
 
 Safety: every request is validated against the schema and the explorer's method forms (bad input answers 4xx with
 a message, never a traceback); static files come only from the package's ``static`` folder; no endpoint reads or
 writes files or evaluates code. Bound to loopback by default, with the ``Host`` header checked (DNS rebinding); on
-any other address a token is required on every request (header ``X-Pellucid-Token``, query ``token=`` or the cookie
-set by opening the printed URL).
+any other address a token is required on every request but ``/api/health`` (header ``X-Pellucid-Token``, query
+``token=`` or the cookie set by opening the printed URL).
 """
 # no "from __future__ import annotations": FastAPI reads the endpoint annotations, some of them local classes
 
