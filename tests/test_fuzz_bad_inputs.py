@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import re
 import warnings
 from typing import Any, Callable
@@ -38,6 +39,8 @@ from conftest import assert_same_state, model_state
 from pellucid.attr import Attribution, Saliency
 from pellucid.core.paths import METHODS as PATH_METHODS
 
+# PELLUCID_FUZZ_DEVICE=cuda runs the suite with the model and the valid inputs on a GPU (default: cpu)
+DEVICE = torch.device(os.environ.get("PELLUCID_FUZZ_DEVICE", "cpu"))
 N = 3  # examples per call
 SHAPE = (3, 4, 4)  # one example
 LAYER_SHAPE = (4, 4, 4)  # the activations of the fuzzed layer (conv2)
@@ -78,11 +81,11 @@ def fuzz_model() -> FuzzNet:
         model.bn.running_var.uniform_(0.5, 2.0)
     model.relu1.train()  # one module in training mode (the ReLU behaves the same)
     model.fc.bias.requires_grad_(False)
-    return model
+    return model.to(DEVICE)
 
 
 def valid_inputs() -> torch.Tensor:
-    return torch.randn((N,) + SHAPE, generator=torch.Generator().manual_seed(1))
+    return torch.randn((N,) + SHAPE, generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
 
 # -- discovery and generic construction -------------------------------------------------------------------------
@@ -375,6 +378,17 @@ def test_inputs_of_another_dtype_than_the_model(name, dtype):
         return
     assert isinstance(error, RuntimeError), f"{where} raised {type(error).__name__}: {error}"
     assert any("inputs" in note and str(dtype) in note for note in getattr(error, "__notes__", ())), (where, error)
+
+
+@pytest.mark.skipif(DEVICE.type == "cpu", reason="needs PELLUCID_FUZZ_DEVICE set to an accelerator")
+@pytest.mark.parametrize("name", FUZZED)
+def test_inputs_on_another_device_than_the_model(name):
+    """CPU inputs to a GPU model reach the model; its own error then carries a note naming ``inputs``."""
+    result, error, _ = call(name, inputs=valid_inputs().cpu())
+    if error is None:
+        return
+    assert isinstance(error, RuntimeError), f"{name} raised {type(error).__name__}: {error}"
+    assert any("inputs" in note and str(DEVICE) in note for note in getattr(error, "__notes__", ())), (name, error)
 
 
 # -- the model fails -----------------------------------------------------------------------------------------------

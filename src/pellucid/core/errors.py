@@ -97,20 +97,28 @@ def warn_nonfinite(values: Sequence[Any], name: str = "inputs", stacklevel: int 
             )
 
 
-def dtype_mismatch_note(model: Any, inputs: Sequence[Any], name: str = "inputs") -> str | None:
-    """A hint for an error raised by the model when an input's dtype differs from the model's floating-point
-    parameters (e.g. float64 or integer inputs to a float32 model); ``None`` when they agree."""
+def input_mismatch_note(model: Any, inputs: Sequence[Any], name: str = "inputs") -> str | None:
+    """A hint for an error raised by the model when an input's device or dtype differs from the model's
+    (floating-point) parameters, e.g. CPU inputs to a CUDA model, or float64 / integer inputs to a float32 model;
+    ``None`` when they agree."""
     import torch
 
     if not isinstance(model, torch.nn.Module):
         return None
-    dtypes = {p.dtype for p in model.parameters() if torch.is_floating_point(p)}
-    if len(dtypes) != 1:
-        return None
-    (want,) = dtypes
+    params = [p for p in model.parameters() if torch.is_floating_point(p)]
+    devices, dtypes = {p.device for p in params}, {p.dtype for p in params}
     for i, x in enumerate(inputs):
-        if isinstance(x, torch.Tensor) and x.dtype != want:
-            where = f"{name}[{i}]" if len(inputs) > 1 else name
+        if not isinstance(x, torch.Tensor):
+            continue
+        where = f"{name}[{i}]" if len(inputs) > 1 else name
+        if len(devices) == 1 and x.device not in devices:
+            (want,) = devices
+            return (
+                f"pellucid: {where} is on {x.device} but the model's parameters are on {want}; if the error above is "
+                f"about devices, move the inputs (x.to('{want}')) or the model"
+            )
+        if len(dtypes) == 1 and x.dtype not in dtypes:
+            (want,) = dtypes
             return (
                 f"pellucid: {where} has dtype {x.dtype} but the model's parameters are {want}; if the error above is "
                 f"about dtypes, convert the inputs (x.to({want})) or the model"

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import dtype_mismatch_note
+from .errors import input_mismatch_note
 
 
 class ModelGuard:
@@ -20,7 +20,8 @@ class ModelGuard:
 
     With ``inputs`` (the user's input tensors) given, a ``RuntimeError`` leaving the block (e.g. torch's "Input type
     (double) and bias type (float) should be the same" from inside the model) is re-raised unchanged, with a note
-    (``add_note``, Python >= 3.11) naming ``inputs`` when their dtype differs from the model's parameters.
+    (``add_note``, Python >= 3.11) naming ``inputs`` when their device or dtype differs from the model's
+    parameters.
     """
 
     def __init__(self, model: Any, freeze_parameters: bool = True, inputs: Any = None):
@@ -47,7 +48,7 @@ class ModelGuard:
 
     def __exit__(self, exc_type: Any = None, exc: BaseException | None = None, tb: Any = None) -> None:
         if isinstance(exc, RuntimeError) and self.inputs is not None and hasattr(exc, "add_note"):
-            note = dtype_mismatch_note(self.model, self.inputs)
+            note = input_mismatch_note(self.model, self.inputs)
             if note is not None and note not in getattr(exc, "__notes__", ()):
                 exc.add_note(note)
         for h in reversed(self._handles):
