@@ -40,7 +40,8 @@ def slow_dataset():
 def job(store, **overrides):
     kwargs = dict(model_factory=tiny_model, dataset=slow_dataset, method="GradientShap",
                   method_kwargs={"n_samples": 3, "baselines": torch.zeros(4, 6)}, store=store,
-                  metrics=["sparseness"], batch_size=BATCH, show_progress=False, seed=7)
+                  metrics=["sparseness"], batch_size=BATCH, show_progress=False, seed=7,
+                  device="cpu")
     kwargs.update(overrides)
     return attribute_dataset(**kwargs)
 
@@ -61,7 +62,13 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):
     duration = job(reference).seconds  # an uninterrupted run
     expected = arrays(reference)
     store = tmp_path / "killed"
-    ctx = multiprocessing.get_context("fork")
+    # children forked from this process (fast); where CUDA is initialised (its state and autograd's device threads
+    # cannot be forked), from a fresh server process that imports this module once
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+    else:
+        ctx = multiprocessing.get_context("fork")
     rng = random.Random(0)
     n_chunks = -(-N // BATCH)
     per_batch = duration / n_chunks

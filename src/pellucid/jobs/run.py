@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -186,6 +187,25 @@ def _run(config: JobConfig, restart: bool, path: Path, dataset: Any, first: Batc
         resumed = sum(batch_range(c, n, config.batch_size)[1] - batch_range(c, n, config.batch_size)[0] for c in done)
         bar = _progress(config.show_progress, n, resumed)
         computed, t_run = 0, time.perf_counter()
+        # commits run on one background thread, overlapping the next batch's computation (torch releases the
+        # GIL); one commit in flight at a time, in order, so at most two batches' results are held in memory
+        committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pellucid-commit")
+        in_flight: Future | None = None
+
+        def settle(future: Future | None) -> None:
+            nonlocal computed
+            if future is None:
+                return
+            rows = future.result()  # re-raises a failed commit
+            computed += rows
+            if bar is not None:
+                bar.update(rows)
+                bar.set_postfix_str(f"{computed / max(1e-9, time.perf_counter() - t_run):.1f} ex/s", refresh=False)
+
+        def commit(chunk: int, arrays: dict, seconds: float) -> int:
+            writer.commit(chunk, arrays, seconds)
+            return int(arrays["ids"].shape[0])
+
         try:
             if config.engine == "local":
                 results = _local(local, dataset, config, pending, first)
@@ -194,13 +214,18 @@ def _run(config: JobConfig, restart: bool, path: Path, dataset: Any, first: Batc
 
                 results = run_on_ray(config, pending, digest, n)
             for chunk, arrays, seconds in results:
-                writer.commit(chunk, arrays, seconds)
-                rows = arrays["ids"].shape[0]
-                computed += rows
-                if bar is not None:
-                    bar.update(rows)
-                    bar.set_postfix_str(f"{computed / max(1e-9, time.perf_counter() - t_run):.1f} ex/s", refresh=False)
+                settle(in_flight)
+                in_flight = None
+                in_flight = committer.submit(commit, chunk, arrays, seconds)
+            settle(in_flight)
+            in_flight = None
         finally:
+            if in_flight is not None:  # an error while computing: let the commit in flight finish cleanly
+                try:
+                    in_flight.result()
+                except Exception:
+                    pass
+            committer.shutdown(wait=True)
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - t_run
