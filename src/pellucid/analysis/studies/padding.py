@@ -76,7 +76,7 @@ def _four_flips(images: Tensor) -> Tensor:
 
 
 def run(out: Path, fast: bool, seed: int, log: Callable[[str], None]) -> StudyOutput:
-    n_train, n_test, epochs = (400, 100, 2) if fast else (3000, 600, 12)
+    n_train, n_test, epochs = (400, 100, 2) if fast else (2000, 600, 8)
     summary: dict = {"sizes": SIZES, "paddings": list(PADDINGS), "n_train": n_train, "epochs": epochs,
                      "paper": "arXiv:2010.02178"}
     figures: dict = {}
@@ -115,7 +115,7 @@ def run(out: Path, fast: bool, seed: int, log: Callable[[str], None]) -> StudyOu
             name = f"{size_name} {size}, {padding}"
             torch.manual_seed(seed)
             model = swap_padding(StridedCNN(), padding)
-            log_t = train_quick(model, x_train, train.labels, epochs=epochs, lr=1e-2, seed=seed)
+            log_t = train_quick(model, x_train, train.labels, epochs=epochs, lr=5e-3, seed=seed)
             acc = evaluate(model, x_test, test.labels)
             filters = {f.name: f for f in mean_filters(model)}
             maps = mean_feature_maps(model, list(RELUS), probe)

@@ -238,6 +238,7 @@ def run(out: Path, fast: bool, seed: int, log: Callable[[str], None]) -> StudyOu
             line = axes[1].plot(r["alphas"].tolist(), prof[i].tolist(), linewidth=0.8)
             axes[1].axvline(float(r["split_alpha"][i]), color=line[0].get_color(), linewidth=0.5, linestyle=":")
         axes[1].axhline(0.9, color="grey", linewidth=0.5)
+        axes[1].set_ylim(-0.5, 1.5)  # an example whose output barely changes has a huge normalised range
         axes[1].set(xlabel="alpha", ylabel="(F - F(x')) / (F(x) - F(x'))", title=f"{model_name}: output along the path")
         axes[2].hist(r["split_alpha"].tolist(), bins=20, range=(0, 1))
         axes[2].set(xlabel="split alpha*", ylabel="examples", title=f"{model_name}: where the path saturates")
