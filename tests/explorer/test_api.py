@@ -14,7 +14,7 @@ from pellucid.attr import IntegratedGradients, LayerIntegratedGradients
 from pellucid.explorer.serve import Server
 from pellucid.explorer.server import create_app
 
-from explorer_helpers import image_explorer, run_job, text_explorer, wait
+from explorer.explorer_helpers import image_explorer, run_job, text_explorer, wait
 
 from fastapi.testclient import TestClient  # noqa: E402
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("matplotlib")
 
-from explorer_helpers import image_explorer, text_explorer  # noqa: E402
+from explorer.explorer_helpers import image_explorer, text_explorer  # noqa: E402
 
 CHROMIUM = os.environ.get("PELLUCID_CHROMIUM", "/usr/bin/chromium")
 if not os.path.exists(CHROMIUM) and "PELLUCID_CHROMIUM" not in os.environ:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import negative_data_rejection  # noqa: E402
 
-from explorer_helpers import image_explorer, text_explorer, wait  # noqa: E402
+from explorer.explorer_helpers import image_explorer, text_explorer, wait  # noqa: E402
 from pellucid.explorer.server import create_app  # noqa: E402
 
 IMAGE, TEXT = image_explorer(n=6), text_explorer(n=4)
