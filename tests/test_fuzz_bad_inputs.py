@@ -92,12 +92,13 @@ def valid_inputs() -> torch.Tensor:
 # classes that cannot be constructed from the signature alone: name -> (factory(model), reason)
 FACTORIES: dict[str, tuple[Callable[[nn.Module], Any], str]] = {}
 # classes not fuzzed here at all: name -> reason
-_TEXT = ("wraps another method over text prompts (an InterpretableInput and a tokenizer, not tensors); its "
-         "argument errors are tested in tests/attr/test_llm*.py")
+_TEXT = ("wraps another method over text prompts (an InterpretableInput and a tokenizer, not tensors), so the "
+         "tensor forms fuzzed here do not apply; tests/attr/test_llm.py tests it")
 NOT_FUZZED: dict[str, str] = {
     "LLMAttribution": _TEXT, "LLMGradientAttribution": _TEXT,
     "LimeBase": "Captum's per-sample LIME: inputs of any type (one example, mapped by the user's perturb/transform "
-                "callables), so the tensor forms fuzzed here do not apply; its checks are tested with the Lime forms",
+                "callables), so the tensor forms fuzzed here do not apply; tests/attr/test_captum_drop_in_b.py "
+                "tests it",
 }
 FEATURE_MASK = torch.arange(4).reshape(1, 1, 2, 2).repeat_interleave(2, 2).repeat_interleave(2, 3).expand(1, *SHAPE)
 # a valid value for every attribute() argument that is required or needs a small value to keep the suite fast
@@ -234,7 +235,7 @@ def call(name: str, _model: nn.Module | None = None, _method: Attribution | None
 
 
 def describe(name: str, override: dict) -> str:
-    shown = {k: (f"tensor{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else v) for k, v in override.items()}
+    shown = {k: f"tensor{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else v for k, v in override.items()}
     return f"{name}.attribute(..., {shown})"
 
 
@@ -659,7 +660,8 @@ INIT_UNCHECKED = {
 }
 INIT_CHECKED = ("reshape_transform", "eps", "composite", "canonizers", "perm_func", "interpretable_model",
                 "similarity_func", "perturb_func", "attr_target")
-_LRP_CANONIZERS = pytest.mark.xfail(strict=True, reason="lrp.py iterates canonizers unchecked ('object' is not iterable)")
+_LRP_CANONIZERS = pytest.mark.xfail(strict=True,
+                                     reason="lrp.py iterates canonizers unchecked ('object' is not iterable)")
 INIT_ARGS = [
     pytest.param(n, p, marks=_LRP_CANONIZERS) if p == "canonizers" else (n, p)
     for n in FUZZED if n not in FACTORIES for p in sorted(_init_params(n))

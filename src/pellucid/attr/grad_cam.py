@@ -21,7 +21,8 @@ from ..core.targets import TargetType
 from .guided_backprop import GuidedBackprop
 from .layer import LayerAttribution, check_grad_kwargs, interpolate, layer_gradients
 
-INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")  # F.interpolate's
+# the modes of torch.nn.functional.interpolate
+INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
 
 
 def grad_cam(acts: Tensor, grads: Tensor, relu: bool = True, sum_channels: bool = True) -> Tensor:
