@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 import pellucid.attr as pa
-from conftest import LinearModel
 from pellucid.attr import (FeatureAblation, GuidedGradCam, IntegratedGradients, Lasso, Lime, LinearRegression,
                            NeuronConductance, NeuronGradient, Occlusion, SkLearnLasso, SkLearnLinearRegression,
                            get_exp_kernel_similarity_function)
@@ -367,7 +366,3 @@ def test_guided_grad_cam_non_image_input_is_empty_with_a_warning():
     cam = pa.LayerGradCam(model, model.conv).attribute((img, vec), target=1, relu_attributions=True)
     guided = pa.GuidedBackprop(model).attribute((img, vec), target=1)[0]
     torch.testing.assert_close(a_img, guided * cam)  # the layer keeps the image's size: no upsampling needed
-
-
-def test_linear_fixture_is_linear(linear):
-    assert isinstance(linear, LinearModel)
