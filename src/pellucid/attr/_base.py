@@ -52,6 +52,11 @@ class Attribution:
     def has_convergence_delta(self) -> bool:
         return False
 
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Attribution of a model returning ``torch.futures.Future``: only the perturbation methods that Captum
+        gives it (FeatureAblation, FeaturePermutation, ShapleyValueSampling, ShapleyValues) implement it."""
+        raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__} (as in Captum)")
+
     def prepare(
         self,
         inputs: Any,

@@ -84,6 +84,8 @@ class LayerConductance(LayerAttribution):
     ``return_convergence_delta`` also ``delta`` ``(N,)`` = sum(conductance) - (F(x) - F(x')). Rows: examples x
     (``n_steps`` + the end points not among the method's points)."""
 
+    _multiply_by_inputs = True  # conductance multiplies by the layer's difference from its baseline (as Captum)
+
     def has_convergence_delta(self) -> bool:
         return True
 

@@ -205,6 +205,7 @@ class LayerActivation(LayerAttribution):
     list. The forward stops after the layer(s)."""
 
     _layers_in_one_pass = True  # capturing values never cuts another layer off
+    _multiply_by_inputs = True  # Captum's value: activations are "inputs times one"
 
     def attribute(
         self,
