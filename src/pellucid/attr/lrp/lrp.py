@@ -294,8 +294,10 @@ class LayerLRP(LRP):
                 _report(assignment, self.forward_func)
             with space:
                 # inputs tracked: residual additions split relevance with paths that bypass the layer, as in LRP
+                # (only SplitAdditions looks at which operands carry a gradient)
+                split = any(isinstance(c, SplitAdditions) for c in self.canonizers)
                 space.grad_rows(call.ev, call.n, build, consume, call.inputs, tag=("layer-lrp", id(self.layer)),
-                                track_inputs=True)
+                                track_inputs=split)
         flat = tuple(torch.cat(p) for p in zip(*parts))
         attrs = space.restore_form(flat)
         if not return_convergence_delta:
