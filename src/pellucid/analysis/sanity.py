@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from ..core.inputs import format_baselines, format_inputs

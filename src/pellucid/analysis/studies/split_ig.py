@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ...attr import SplitIntegratedGradients
 from ...data import shapes_cnn
 from ...metrics import pixel_mask, sensitivity_max
-from ..saturation import DEFAULT_FRACTIONS, keep_drop_curves, norm_ratio, saturation_profile
+from ..saturation import DEFAULT_FRACTIONS, KeepDropCurves, keep_drop_curves, norm_ratio, saturation_profile
 from ._output import StudyOutput, Table
 
 TITLE = "split-ig: saturation in integrated gradients (Miglani et al. 2020, arXiv:2010.12697)"
@@ -79,7 +79,7 @@ class _Cached:
         return lambda x, **kw: self(x, **kw)[name]
 
 
-def _evaluate(label: str, forward, x: Tensor, target: Any, baselines: Tensor, n_steps: int, samples: int,
+def _evaluate(forward, x: Tensor, target: Any, baselines: Tensor, n_steps: int, samples: int,
               seed: int, feature_mask: Tensor | None, extra: tuple = (), radius: float = 0.05,
               per_example: Callable[[int], tuple] | None = None) -> dict:
     """Left/IG/right on one model: attributions, keep/drop curves, max-sensitivity, norm ratio, split alphas."""
@@ -98,8 +98,6 @@ def _evaluate(label: str, forward, x: Tensor, target: Any, baselines: Tensor, n_
                                                 feature_mask=feature_mask, additional_forward_args=extra or None)
         else:  # texts of different lengths: one example at a time, its own tokens only
             parts = [keep_drop_curves(forward, *per_example(i, res[m])) for i in range(x.shape[0])]
-            from ..saturation import KeepDropCurves
-
             out["curves"][m] = KeepDropCurves(parts[0].fractions, torch.cat([p.keep for p in parts]),
                                               torch.cat([p.drop for p in parts]), torch.cat([p.full for p in parts]),
                                               torch.cat([p.base for p in parts]))
@@ -117,7 +115,7 @@ def _cnn(fast: bool, seed: int, log) -> dict:
     prob = nn.Sequential(trained.model, nn.Softmax(dim=1)).eval()
     with torch.no_grad():
         target = prob(x).argmax(1)
-    res = _evaluate("cnn", prob, x, target, torch.zeros_like(x), 16 if fast else 50, 3 if fast else 10, seed,
+    res = _evaluate(prob, x, target, torch.zeros_like(x), 16 if fast else 50, 3 if fast else 10, seed,
                     pixel_mask(x.shape[1:]))
     res["accuracy"] = trained.test_score
     res["images"] = x
@@ -170,7 +168,7 @@ def _text(fast: bool, seed: int, log) -> dict | None:
         return (emb[i : i + 1, :L], attr[i : i + 1, :L], None, DEFAULT_FRACTIONS, base[i : i + 1, :L], fm,
                 (mask[i : i + 1, :L], reference[i : i + 1]))
 
-    res = _evaluate("text", model, emb, None, base, 8 if fast else 50, 2 if fast else 10, seed, None,
+    res = _evaluate(model, emb, None, base, 8 if fast else 50, 2 if fast else 10, seed, None,
                     extra=(mask, reference), per_example=per_example)
     res["embedding_std"] = float(emb[mask.bool()].std())
     return res
