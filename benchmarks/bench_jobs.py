@@ -65,14 +65,16 @@ def make_data(n: int = N) -> torch.utils.data.TensorDataset:
 def loop_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict) -> Callable[[], Any]:
     method = cls(model)
     x_all = data.tensors[0]
+    device = next(model.parameters()).device
+    kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kwargs.items()}
 
     def run() -> list:
         out = []
         for start in range(0, x_all.shape[0], BATCH):
-            x = x_all[start:start + BATCH]
+            x = x_all[start:start + BATCH].to(device)
             with torch.no_grad():
                 pred = model(x).argmax(1)
-            out.append(method.attribute(x, target=pred, **kwargs).numpy())
+            out.append(method.attribute(x, target=pred, **kwargs).cpu().numpy())
         return out
 
     return run
@@ -85,7 +87,7 @@ def job_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict, root: s
         count[0] += 1
         store = os.path.join(root, f"{cls.__name__}-{count[0]}")
         return attribute_dataset(lambda: model, data, cls, kwargs, store=store, batch_size=BATCH,
-                                 show_progress=False)
+                                 show_progress=False, device=str(next(model.parameters()).device))
 
     return run
 
@@ -95,13 +97,14 @@ def main() -> None:
     add_common_options(ap, default_repeats=5)
     ap.add_argument("--methods", default="", help="comma-separated subset of: " + ", ".join(METHODS))
     ap.add_argument("--examples", type=int, default=N, help=f"dataset size (default {N})")
+    ap.add_argument("--device", default="cpu", help="where the model runs, for both sides (default cpu)")
     a = ap.parse_args()
     repeats, _ = apply_common_options(a, default_repeats=5)
     wanted = [m for m in METHODS if not a.methods or m.split(" ")[0] in a.methods.split(",")]
-    model, data = make_model(), make_data(a.examples)
+    model, data = make_model().to(a.device), make_data(a.examples)
     root = tempfile.mkdtemp(prefix="pellucid-bench-jobs-")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.clock} clock; {repeats} repeats; "
-          f"{a.examples} images 3x32x32, batches of {BATCH}", file=sys.stderr)
+          f"{a.examples} images 3x32x32, batches of {BATCH}, on {a.device}", file=sys.stderr)
     rows = []
     try:
         for name in wanted:
