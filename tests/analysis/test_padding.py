@@ -217,6 +217,16 @@ def test_partial_convolution_definition():
     torch.testing.assert_close(ones, torch.full_like(ones, 18.0))
 
 
+def test_swapped_model_saves_and_loads(tmp_path):
+    net, x = _net(), torch.randn(1, 2, 8, 8)
+    for mode in ("symmetric", "partial"):
+        swapped = swap_padding(net, mode)
+        torch.save(swapped, tmp_path / "m.pt")
+        loaded = torch.load(tmp_path / "m.pt", weights_only=False)
+        assert type(loaded[0]) is type(swapped[0]) and isinstance(loaded[0], nn.Conv2d)
+        torch.testing.assert_close(loaded(x), swapped(x))
+
+
 def test_swap_padding_errors():
     with pytest.raises(ValueError, match="mode"):
         swap_padding(_net(), "mirror")

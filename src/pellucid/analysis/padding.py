@@ -550,9 +550,18 @@ _CLASSES: dict[tuple[type, str], type] = {}
 def _swapped_class(base: type, mode: str) -> type:
     key = (base, mode)
     if key not in _CLASSES:
-        _CLASSES[key] = type(f"{mode.capitalize()}Padded{base.__name__}", (_SwappedPadding, base),
-                             {"pellucid_padding": mode, "_pellucid_base": base, "__module__": __name__})
+        name = f"{mode.capitalize()}Padded{base.__name__}"
+        cls = type(name, (_SwappedPadding, base), {"pellucid_padding": mode, "_pellucid_base": base,
+                                                   "__module__": __name__, "__qualname__": name})
+        _CLASSES[key] = cls
+        if base.__module__ == nn.Conv2d.__module__:  # torch's own classes: importable by name, so picklable
+            globals()[name] = cls
     return _CLASSES[key]
+
+
+for _base in _CONV:
+    for _mode in ("symmetric", "partial"):
+        _swapped_class(_base, _mode)
 
 
 def swap_padding(model: nn.Module, mode: str) -> nn.Module:
