@@ -20,6 +20,8 @@ avoids it.
   arXiv:1811.11718).
 * :func:`foveation_map`: how many convolution paths start at each input pixel (all-ones kernels, no
   nonlinearity), per padding mode: the paper's foveation analysis.
+* re-exported from :mod:`pellucid.analysis.blind_spots`: :func:`mean_feature_maps`, :func:`mean_filters`,
+  :func:`blind_spot_sweep` (what padding does to a trained model).
 """
 from __future__ import annotations
 
@@ -700,6 +702,9 @@ def foveation_map(layers: Any, input_size: Any, padding_mode: str = "zeros", *,
     return grad[0, 0].detach()
 
 
-__all__ = ["PADDING_MODES", "LayerPadding", "PaddingReport", "consumed_padding", "even_input_sizes",
-           "foveation_map", "output_size", "pad", "padding_report", "swap_padding", "tf_same_padding",
-           "trace_layers"]
+# the paper's tools on trained models live in blind_spots; importable from here too
+from .blind_spots import blind_spot_sweep, map_asymmetry, mean_feature_maps, mean_filters, plot_maps  # noqa: E402
+
+__all__ = ["PADDING_MODES", "LayerPadding", "PaddingReport", "blind_spot_sweep", "consumed_padding",
+           "even_input_sizes", "foveation_map", "map_asymmetry", "mean_feature_maps", "mean_filters", "output_size",
+           "pad", "padding_report", "plot_maps", "swap_padding", "tf_same_padding", "trace_layers"]
