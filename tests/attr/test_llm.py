@@ -194,6 +194,8 @@ def test_scorer_padded_batch_equals_each_prompt_alone(tiny):
     got = scorer(prompts + [prompts[1]])  # a duplicate row too
     for i, p in enumerate(prompts + [prompts[1]]):
         torch.testing.assert_close(got[i].double(), direct_log_probs(m, p, target), atol=1e-5, rtol=1e-5)
+    scorer.max_cpu_tokens = 12  # split into calls of one or two rows: same numbers
+    torch.testing.assert_close(scorer(prompts + [prompts[1]]), got, atol=1e-5, rtol=1e-5)
 
 
 def test_teacher_forcing_equals_token_by_token_decoding(tiny):

@@ -4,7 +4,8 @@ For prompts ``p_1 .. p_R`` (token ids, lengths ``L_i``) and target tokens ``y_1 
 ``[p_i, y_1 .. y_{T-1}]`` are right-padded into one batch and the model is called once: position
 ``L_i - 1 + t`` of row ``i`` predicts ``y_{t+1}`` (teacher forcing). For a causal LM this equals decoding the target
 token by token (Captum's ``forward_in_tokens=True``), because no position sees a later one; right padding is exact
-for the same reason (real tokens never attend to the pads after them), so no position ids need changing.
+for the same reason (real tokens never attend to the pads after them), so neither position ids nor a padding mask
+are needed (an all-ones mask keeps attention on its fast causal path).
 
 Speed-ups that leave the numbers unchanged (up to float rounding):
 
@@ -39,6 +40,9 @@ def logits_of(output: Any) -> Tensor:
     if logits.dim() != 3:
         raise ValueError(f"the model's logits must have shape (batch, sequence, vocabulary); received {tuple(logits.shape)}")
     return logits
+
+
+MAX_CPU_TOKENS = 1024  # tokens per model call on a CPU (forward scoring)
 
 
 def _at_least_float32(t: Tensor) -> Tensor:
@@ -150,6 +154,7 @@ class TargetLogProbs:
         self._kv: list[tuple[Tensor, Tensor]] | None = None
         self._cache_like: Any = None
         self._cache_tried = False
+        self.max_cpu_tokens = MAX_CPU_TOKENS
         self.cached_positions = 0  # statistics: prompt positions served from the cache, and run
         self.run_positions = 0
 
@@ -215,15 +220,21 @@ class TargetLogProbs:
             if prefix < 1:
                 kv = None
                 prefix = 0
+        run = int(lengths.max()) - prefix + n_t - 1  # positions each row runs
+        if device.type == "cpu" and not grad and len(prompts) > 1 and len(prompts) * run > self.max_cpu_tokens:
+            # on a CPU long rows run best a few at a time (measured: 2-4 rows of 271 tokens cost 35% less per row
+            # than 32); accelerators keep the engine's whole chunk
+            k = max(1, self.max_cpu_tokens // run)
+            return torch.cat([self._score(prompts[i:i + k], grad) for i in range(0, len(prompts), k)])
         rows = len(prompts)
         seqs = [torch.cat([p.to(device)[prefix:], t[:-1]]) for p in prompts]
         width = max(s.shape[0] for s in seqs)
         ids = torch.full((rows, width), self.pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros((rows, prefix + width), dtype=torch.long, device=device)
-        mask[:, :prefix] = 1
         for i, s in enumerate(seqs):
             ids[i, : s.shape[0]] = s
-            mask[i, prefix : prefix + s.shape[0]] = 1
+        # no padding mask: the pads come after every real token of their row, so causal attention already keeps
+        # them out of every score that is read, and an all-ones mask lets attention take its fast causal path
+        mask = torch.ones((rows, prefix + width), dtype=torch.long, device=device)
         first = int(lengths.min()) - 1 - prefix  # earliest position (in the run part) that predicts y_1
         keep = width - first
         cache = make_cache(kv, prefix, rows, self._cache_like) if kv is not None else None
