@@ -63,8 +63,11 @@ def _each_layer_when_dependent(attribute: Callable) -> Callable:
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         given = bound.arguments
-        if not self.layers_depend(given["inputs"], given.get("additional_forward_args"),
-                                  given.get("forward_kwargs"), bool(given.get("attribute_to_layer_input", False))):
+        if "inputs" not in given:
+            return attribute(self, *args, **kwargs)
+        to_input = bool(given.get("attribute_to_layer_input", False))
+        if not self.layers_depend(given["inputs"], given.get("additional_forward_args"), given.get("forward_kwargs"),
+                                  to_input):
             return attribute(self, *args, **kwargs)
         if given.get("return_convergence_delta"):
             raise ValueError(
