@@ -9,6 +9,7 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Part, Pass, Rule, Term, WSqu
 
 __all__ = [
     "Alpha1_Beta0_Rule", "AlphaBeta", "Canonizer", "Composite", "Epsilon", "EpsilonRule", "Flat", "Gamma",
-    "GammaRule", "IdentityRule", "LRP", "LayerLRP", "MergeBatchNorm", "Part", "Pass", "PropagationRule", "Rule", "SplitAdditions", "Term", "WSquare", "ZBox", "ZPlus", "canonized", "epsilon_alpha2_beta1",
+    "GammaRule", "IdentityRule", "LRP", "LayerLRP", "MergeBatchNorm", "Part", "Pass", "PropagationRule", "Rule",
+    "SplitAdditions", "Term", "WSquare", "ZBox", "ZPlus", "canonized", "epsilon_alpha2_beta1",
     "epsilon_composite", "epsilon_gamma_box", "epsilon_plus", "epsilon_plus_flat", "lrp_rules",
 ]
