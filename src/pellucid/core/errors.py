@@ -4,9 +4,15 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 
+INT64_MAX = 2**63 - 1  # counts and indices end up in int64 tensors
+
+
 def check_positive_int(value: Any, name: str) -> int:
+    """``value`` if it is an int in ``1 .. 2**63 - 1``, else a ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int; received {value!r}")
+    if value > INT64_MAX:
+        raise ValueError(f"{name} must be a positive int of at most 2**63 - 1; received {value!r}")
     return value
 
 

@@ -18,6 +18,8 @@ def path_points(n_steps: int, method: str = "gausslegendre", dtype: torch.dtype 
     ``integral_0^1 f(a) da ~= sum_k weights[k] * f(alphas[k])``."""
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive int; received {n_steps!r}")
+    if n_steps >= 2**31:
+        raise ValueError(f"n_steps must be a positive int below 2**31; received {n_steps!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     n = n_steps

@@ -30,6 +30,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _check_int64(target: Any) -> None:
+    """Python ints beyond int64 cannot index anything: a clear error instead of torch's overflow."""
+    items = target if isinstance(target, (tuple, list)) else (target,)
+    flat = [v for t in items for v in (t if isinstance(t, tuple) else (t,))]
+    for v in flat:
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            raise ValueError(f"target {v} is out of range for any output (indices must fit in int64)")
+
+
 class Target:
     """A normalised target for ``n`` examples; :meth:`select` maps model outputs of rows to one score per row."""
 
@@ -45,6 +54,7 @@ class Target:
         target = _plain(target)
         if isinstance(target, tuple):
             target = tuple(_plain(t) for t in target)
+        _check_int64(target)
         if isinstance(target, bool):
             raise TypeError("target must be None, an int, a tuple, a per-example list/tensor or a callable; received bool")
         if isinstance(target, int):
