@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 pytest.importorskip("zarr")
 
@@ -243,3 +244,35 @@ def test_toml_and_command_line(tmp_path, capsys):
     assert "unknown field(s) 'colour'" in capsys.readouterr().err
     assert main(["attribute", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+class ItemByItem(torch.utils.data.Dataset):
+    """The same items as a TensorDataset, without its fast path."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+
+@pytest.mark.parametrize("tensors", [
+    (torch.randn(9, 3), torch.arange(9) % 2),  # (x, label)
+    (torch.randn(9, 3),),  # x only
+    (torch.randn(9, 3), torch.randn(9, 2)),  # two inputs
+    (torch.randn(9, 3), torch.arange(9) > 4),  # boolean labels
+])
+def test_tensor_dataset_batches_equal_item_by_item_collation(tensors):
+    from pellucid.jobs.data import load_batch
+
+    ds = TensorDataset(*tensors)
+    fast, slow = load_batch(ds, 2, 7), load_batch(ItemByItem(ds), 2, 7)
+    assert len(fast.inputs) == len(slow.inputs)
+    for a, b in zip(fast.inputs, slow.inputs):
+        assert torch.equal(a, b)
+    assert (fast.labels is None) == (slow.labels is None)
+    if fast.labels is not None:
+        assert torch.equal(fast.labels, slow.labels) and fast.labels.dtype == torch.int64

@@ -200,11 +200,11 @@ class BatchWorker:
                 raise JobConfigError(f"target='prediction' needs a classifier output (N, C); the model returned shape "
                                      f"{tuple(out.shape)} (use target = none for one output per example)")
             pred = out.reshape(b, -1).argmax(1).cpu()
-            return pred, pred.numpy().astype(np.int64)
+            return pred, pred.numpy().astype(np.int64, copy=False)
         if t == "label":
             if batch.labels is None:
                 raise JobConfigError("target='label' but the dataset's items have no label (items must be (inputs, label))")
-            return batch.labels, batch.labels.numpy().astype(np.int64)
+            return batch.labels, batch.labels.numpy().astype(np.int64, copy=False)
         if isinstance(t, int):
             return t, np.full(b, t, dtype=np.int64)
         return t, np.full(b, -1, dtype=np.int64)
@@ -238,13 +238,13 @@ class BatchWorker:
         flat = out.reshape(b, -1)
         result = {
             "ids": batch.ids.numpy(),
-            "labels": (batch.labels.numpy().astype(np.int64) if batch.labels is not None else np.full(b, -1, np.int64)),
-            "outputs": _numpy(out).astype(np.float32),
-            "predictions": (_numpy(flat.argmax(1)).astype(np.int64) if flat.shape[1] > 1 else np.full(b, -1, np.int64)),
+            "labels": (batch.labels.numpy().astype(np.int64, copy=False) if batch.labels is not None else np.full(b, -1, np.int64)),
+            "outputs": _numpy(out).astype(np.float32, copy=False),
+            "predictions": (_numpy(flat.argmax(1)).astype(np.int64, copy=False) if flat.shape[1] > 1 else np.full(b, -1, np.int64)),
             "targets": stored_targets,
         }
         for i, a in enumerate(attrs):
-            result[f"attributions/{i}"] = _numpy(a).astype(np.float32)
+            result[f"attributions/{i}"] = _numpy(a).astype(np.float32, copy=False)
         for name, v in metric_values.items():
             result[f"metrics/{name}"] = v
         return result
@@ -264,5 +264,5 @@ class BatchWorker:
                 value = fn(forward_func=self.model, inputs=inputs, attributions=attrs, target=target, **extra, **mkw)
             else:
                 value = fn(attrs, **mkw)
-            out[column] = _numpy(value).astype(np.float64).reshape(-1)
+            out[column] = _numpy(value).astype(np.float64, copy=False).reshape(-1)
         return out

@@ -90,8 +90,15 @@ def _fetch(dataset: Any, start: int, stop: int) -> list:
 
 def load_batch(dataset: Any, start: int, stop: int) -> Batch:
     """Examples ``start .. stop - 1`` of ``dataset`` as one collated :class:`Batch`."""
-    from torch.utils.data import default_collate
+    from torch.utils.data import TensorDataset, default_collate
 
+    if type(dataset) is TensorDataset:  # slices of its tensors: what collating its items would give, without a copy
+        rows = tuple(t[start:stop] for t in dataset.tensors)
+        if len(rows) == 2 and rows[1].dim() == 1 and not rows[1].is_floating_point() and not rows[1].is_complex():
+            return Batch(start, stop, (rows[0],), rows[1].to(torch.int64), False)
+        if len(rows) == 1:
+            return Batch(start, stop, rows, None, False)
+        return Batch(start, stop, rows, None, True)
     parts = [split_item(item) for item in _fetch(dataset, start, stop)]
     xs = [p[0] for p in parts]
     labels = [p[1] for p in parts]
