@@ -425,3 +425,32 @@ def test_noise_tunnel_errors_speak_of_the_users_arguments(kwargs, words):
     method = FeatureAblation(model) if "feature_mask" in kwargs else IntegratedGradients(model)
     with pytest.raises(ValueError, match=words):
         NoiseTunnel(method).attribute(x, nt_samples=3, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["Occlusion", "ShapleyValues", "ShapleyValueSampling", "FeatureAblation"])
+def test_float_baseline_of_integer_input_is_used_as_given_in_every_ablation_method(name):
+    """f(x) = x . w on an integer input with baseline 0.2: each feature's ablation effect is (x_i - 0.2) w_i."""
+    import pellucid.attr as pa
+
+    w = torch.tensor([1.0, 2.0, -1.0])
+    model = lambda x: (x.float() * w).sum(dim=1)
+    x = torch.tensor([[3, 1, 2]])
+    method = getattr(pa, name)(model)
+    kwargs = {"sliding_window_shapes": (1,)} if name == "Occlusion" else {}
+    if name == "ShapleyValueSampling":
+        kwargs["n_samples"] = 2
+    attr = method.attribute(x, baselines=0.2, **kwargs)
+    torch.testing.assert_close(attr.float(), ((x - 0.2) * w).float())
+
+
+def test_deeplift_max_pool_followed_by_an_inplace_relu():
+    """In-place ReLU after a max pool must work and equal the out-of-place model, summation to delta intact."""
+    torch.manual_seed(0)
+    inplace = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(inplace=True), nn.Flatten(),
+                            nn.Linear(2 * 4 * 4, 2))
+    plain = copy.deepcopy(inplace)
+    plain[2] = nn.ReLU()
+    x = torch.randn(3, 1, 8, 8)
+    a, delta = pa.DeepLift(inplace).attribute(x, target=1, return_convergence_delta=True)
+    torch.testing.assert_close(a, pa.DeepLift(plain).attribute(x, target=1))
+    assert delta.abs().max() < 1e-5

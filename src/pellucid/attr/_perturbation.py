@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
-from ..core.inputs import BaselineType, format_baselines
+from ..core.inputs import BaselineType, format_baselines, promote_integer_inputs
 from ..core.perturb import (AggregateOutput, CoalitionPlan, FeatureMask, MaskType, Plan, Scores, evaluate,
                             evaluate_aggregate, format_feature_mask, perturbation_batch_size)
 from ..core.targets import TargetType
@@ -38,6 +38,8 @@ class PerturbationAttribution(Attribution):
         perturbations_per_eval: int | None,
         show_progress: bool,
     ) -> tuple[Call, tuple[Tensor, ...], FeatureMask]:
+        # an integer input with a float baseline is promoted (as Captum's x * (1 - m) + b * m): 0.2 stays 0.2
+        inputs = promote_integer_inputs(inputs, baselines)
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, None, show_progress, needs_grad=False)
         call.ev.batch_size = perturbation_batch_size(batch_size, perturbations_per_eval, call.n)
         bases = format_baselines(baselines, call.inputs)

@@ -238,7 +238,7 @@ def maxpool_rule(refs: _References, eps: float) -> Callable:
             return t.reshape(tuple(t.shape[:lead]) + (-1,))
 
         backward = _winner_backward(x, x0, y, y0, ix, i0, eps, True, flat, lead)
-        out = override_grad(x, y, backward)
+        out = override_grad(x, y, backward, fresh=True)  # a pool is often followed by an in-place ReLU
         return (out, ix) if wants else out
 
     return rule

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, restore_form
+from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, promote_integer_inputs, restore_form
 from ..core.perturb import WindowPlan, finish, perturbation_batch_size
 from ..core.targets import TargetType
 from ._perturbation import PerturbationAttribution, run_plan
@@ -93,6 +93,7 @@ class Occlusion(PerturbationAttribution):
             baselines: values written into the window (None = 0; number; tensor of the input's shape or batch 1).
             perturbations_per_eval / batch_size: rows per model call (default: from the memory budget).
         """
+        inputs = promote_integer_inputs(inputs, baselines)  # a float baseline of an integer input is used as given
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, None, show_progress, needs_grad=False)
         call.ev.batch_size = perturbation_batch_size(batch_size, perturbations_per_eval, call.n)
         windows = _per_input(sliding_window_shapes, call.inputs, "sliding_window_shapes")

@@ -201,3 +201,27 @@ class ForwardArgs:
 
 def call_model(model: Callable, inputs: Sequence[Tensor], args: tuple = (), kwargs: Mapping | None = None) -> Any:
     return model(*inputs, *args, **(kwargs or {}))
+
+
+def promote_integer_inputs(inputs: Any, baselines: Any) -> Any:
+    """``inputs`` with every integer input whose baseline is floating-point (a Python float or a float tensor)
+    converted to the promoted dtype (``torch.result_type``), in the same form (tensor or tuple). A float baseline
+    of an integer input is then used as given (0.2 stays 0.2, not 0), and every row the model sees, the
+    unperturbed one included, has the same dtype. Other inputs and baselines are returned as they are; malformed
+    arguments are left for the usual checks to report."""
+    was_tuple = isinstance(inputs, tuple)
+    xs = inputs if was_tuple else (inputs,)
+    if baselines is None or not all(isinstance(x, Tensor) for x in xs):
+        return inputs
+    bs = tuple(baselines) if isinstance(baselines, (tuple, list)) else (baselines,) * len(xs)
+    if len(bs) != len(xs):
+        return inputs
+    out = []
+    for x, b in zip(xs, bs):
+        if x.is_floating_point() or x.is_complex():
+            out.append(x)
+        elif isinstance(b, float) or (isinstance(b, Tensor) and (b.is_floating_point() or b.is_complex())):
+            out.append(x.to(torch.result_type(x, b)))
+        else:
+            out.append(x)
+    return tuple(out) if was_tuple else out[0]
