@@ -272,7 +272,8 @@ def markdown_table(results: Sequence[Result]) -> str:
 
 # -- command line shared by the bench_*.py scripts ------------------------------------------------------------
 def add_common_options(ap: "argparse.ArgumentParser", default_repeats: int) -> None:
-    """``--quick``, ``--repeats``, ``--no-memory``, ``--threads``, ``--clock`` (each script adds its own selectors)."""
+    """``--quick``, ``--repeats``, ``--no-memory``, ``--threads``, ``--clock``, ``--compare captum``,
+    ``--captum-python`` (each script adds its own selectors)."""
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 3 batch sizes, no memory")
     ap.add_argument("--repeats", type=int, default=None,
                     help=f"interleaved repeats (default {default_repeats}; --quick 2)")
@@ -281,6 +282,10 @@ def add_common_options(ap: "argparse.ArgumentParser", default_repeats: int) -> N
                     help="torch threads (default: torch's choice; 1 gives stable numbers on a loaded machine)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time (default) or process CPU time (with --threads 1: stable on a loaded machine)")
+    ap.add_argument("--compare", choices=("captum",), default=None,
+                    help="also time every case Captum has, side by side, interleaved (see _compare.py)")
+    ap.add_argument("--captum-python", default=None,
+                    help="Python with Captum installed (default: this one if it has captum, else $PELLUCID_CAPTUM_PYTHON)")
 
 
 def apply_common_options(args: Any, default_repeats: int) -> tuple[int, tuple[int, ...]]:
@@ -303,4 +308,8 @@ def run_and_report(cases: Sequence[Case], units: Mapping, args: Any, repeats: in
         for r in results:
             r.peak_mb = peak_memory_mb(os.path.abspath(script), f"{r.model}:{r.method}:{args.threads or 0}")
     print(markdown_table(results))
+    if getattr(args, "compare", None) == "captum":
+        from _compare import run_comparison
+
+        run_comparison(cases, args, repeats)
     return results

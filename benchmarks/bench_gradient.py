@@ -23,7 +23,7 @@ from _harness import (  # noqa: E402
     add_common_options, apply_common_options, Case, child_main, forward_backward_runner, forward_runner,
     peak_memory_mb, run_and_report, timed,
 )
-from models import workload  # noqa: E402
+from models import N_BASELINES, baseline_distribution, workload  # noqa: E402
 
 from pellucid.core.paths import path_points  # noqa: E402
 from pellucid.attr import (  # noqa: E402
@@ -33,7 +33,6 @@ from pellucid.attr import (  # noqa: E402
 
 N_STEPS = 50  # IntegratedGradients / SplitIntegratedGradients default
 N_SAMPLES = 5  # GradientShap and NoiseTunnel default
-N_BASELINES = 5  # size of the baseline distribution given to GradientShap and DeepLiftShap
 METHODS = ("Saliency", "InputXGradient", "IntegratedGradients", "SplitIntegratedGradients", "GradientShap",
            "DeepLift", "DeepLiftShap", "GuidedBackprop", "Deconvolution", "NoiseTunnel")
 
@@ -65,12 +64,6 @@ def cases_for(model_name: str) -> dict[str, tuple[Callable[[], Any], dict[str, i
         "IG-unchunked": (lambda: IntegratedGradients(m).attribute(x, batch_size=n * N_STEPS, **common),
                          {"fwd+bwd@gl": n * N_STEPS}, "batch_size = all rows"),
     }
-
-
-def baseline_distribution(x: torch.Tensor) -> torch.Tensor:
-    """The baseline samples given to GradientShap and DeepLiftShap: ``N_BASELINES`` draws of N(0, 0.1^2)."""
-    g = torch.Generator().manual_seed(1)
-    return torch.randn((N_BASELINES,) + tuple(x.shape[1:]), generator=g) * 0.1
 
 
 def middle_block(b: int, total: int) -> torch.Tensor:

@@ -19,41 +19,20 @@ import sys
 from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _harness import (  # noqa: E402
     add_common_options, apply_common_options, Case, child_main, forward_backward_runner, run_and_report,
 )
-from models import workload  # noqa: E402
+from models import token_workload, workload  # noqa: E402
 
 from pellucid.attr import LayerConductance, LayerGradCam, LayerIntegratedGradients  # noqa: E402
 from pellucid.core.paths import path_points  # noqa: E402
 
 N_STEPS = 50
 METHODS = ("LayerIntegratedGradients", "LayerConductance", "LayerGradCam")
-
-
-class TokenModel(nn.Module):
-    """The benchmark transformer fed token ids: ``forward(ids, attention_mask) = model(model.embed(ids), mask)``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return self.model(self.model.embed(ids), attention_mask=attention_mask)
-
-
-def token_workload() -> tuple[TokenModel, Tensor, Tensor, dict[str, Tensor]]:
-    w = workload("transformer")
-    g = torch.Generator().manual_seed(3)
-    ids = torch.randint(1, 1000, (w.n, w.inputs.shape[1]), generator=g)
-    model = TokenModel(w.model).eval()
-    with torch.no_grad():
-        target = model(ids, **w.forward_kwargs).argmax(1)
-    return model, ids, target, dict(w.forward_kwargs)
 
 
 def gl_path(x: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (  # noqa: E402
     add_common_options, apply_common_options, Case, child_main, forward_runner, run_and_report,
 )
-from models import workload  # noqa: E402
+from models import occlusion_windows, perturbation_masks, workload  # noqa: E402
 
 from pellucid.attr import (  # noqa: E402
     FeatureAblation, FeaturePermutation, KernelShap, Lime, Occlusion, ShapleyValues, ShapleyValueSampling,
@@ -37,16 +37,6 @@ from pellucid.attr import (  # noqa: E402
 METHODS = ("FeatureAblation", "Occlusion", "FeaturePermutation", "ShapleyValueSampling", "ShapleyValues", "Lime",
            "KernelShap")
 SHAPLEY_SAMPLES, LIME_SAMPLES, KERNEL_SHAP_SAMPLES = 25, 25, 25  # the defaults
-
-
-def masks(model_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, coarse 8 groups for exact Shapley)."""
-    if model_name == "cnn":
-        pix = torch.arange(32)
-        sp = (pix.reshape(32, 1) // 4) * 8 + pix.reshape(1, 32) // 4  # 64 superpixels of 4x4
-        return sp.reshape(1, 1, 32, 32), (sp // 8).reshape(1, 1, 32, 32)
-    tok = torch.arange(x.shape[1]).reshape(1, -1, 1)  # one feature per token (all embedding dims)
-    return tok, tok // 8
 
 
 def captured_rows(model: torch.nn.Module, call: Callable[[], Any], total: int, keep: int = 256) -> Callable[[int], tuple]:
@@ -85,17 +75,11 @@ def cases_for(model_name: str) -> tuple[torch.nn.Module, dict[str, tuple[Callabl
     """The model and ``method -> (call, forward evaluations, note)``."""
     w = workload(model_name)
     m, x, n = w.model, w.inputs, w.n
-    fine, coarse = masks(model_name, x)
+    fine, coarse = perturbation_masks(model_name, x)
     g, gc = int(fine.max()) + 1, int(coarse.max()) + 1
     common = {"target": w.target, "forward_kwargs": w.forward_kwargs}
-    if model_name == "cnn":
-        windows = (3, 8, 8), (3, 4, 4)
-        n_win = ((32 - 8) // 4 + 1) ** 2
-        occ_note = "8x8 window, stride 4"
-    else:
-        windows = (1, 64), (1, 64)  # one token at a time
-        n_win = x.shape[1]
-        occ_note = "1-token window"
+    shapes, strides, n_win, occ_note = occlusion_windows(model_name, x)
+    windows = shapes, strides
     return m, {
         "FeatureAblation": (lambda: FeatureAblation(m).attribute(x, feature_mask=fine, **common), n * (1 + g), f"{g} groups"),
         "Occlusion": (lambda: Occlusion(m).attribute(x, windows[0], windows[1], **common), n * (1 + n_win), occ_note),

@@ -143,3 +143,53 @@ def workload(name: str, seed: int = 0) -> Workload:
     if name not in WORKLOADS:
         raise ValueError(f"workload must be one of {sorted(WORKLOADS)}; received {name!r}")
     return WORKLOADS[name](seed)
+
+
+# -- shared case settings (torch only, so the Captum worker of :mod:`captum_worker` builds the same calls) --------
+N_BASELINES = 5  # size of the baseline distribution given to GradientShap and DeepLiftShap
+
+
+def baseline_distribution(x: Tensor) -> Tensor:
+    """The baseline samples given to GradientShap and DeepLiftShap: ``N_BASELINES`` draws of N(0, 0.1^2)."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randn((N_BASELINES,) + tuple(x.shape[1:]), generator=g) * 0.1
+
+
+def perturbation_masks(model_name: str, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Feature masks of the perturbation benchmarks: (features, coarse 8 groups for exact Shapley). CNN: 64
+    superpixels of 4x4 pixels (all channels together); transformer: one feature per token."""
+    if model_name == "cnn":
+        pix = torch.arange(32)
+        sp = (pix.reshape(32, 1) // 4) * 8 + pix.reshape(1, 32) // 4
+        return sp.reshape(1, 1, 32, 32), (sp // 8).reshape(1, 1, 32, 32)
+    tok = torch.arange(x.shape[1]).reshape(1, -1, 1)
+    return tok, tok // 8
+
+
+def occlusion_windows(model_name: str, x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...], int, str]:
+    """``(sliding_window_shapes, strides, number of windows, note)`` of the Occlusion benchmark."""
+    if model_name == "cnn":
+        return (3, 8, 8), (3, 4, 4), ((32 - 8) // 4 + 1) ** 2, "8x8 window, stride 4"
+    return (1, 64), (1, 64), x.shape[1], "1-token window"
+
+
+class TokenModel(nn.Module):
+    """The benchmark transformer fed token ids: ``forward(ids, attention_mask) = model(model.embed(ids), mask)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return self.model(self.model.embed(ids), attention_mask=attention_mask)
+
+
+def token_workload() -> tuple[TokenModel, Tensor, Tensor, dict[str, Tensor]]:
+    """The transformer workload fed token ids (for LayerIntegratedGradients at the embedding layer)."""
+    w = workload("transformer")
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 1000, (w.n, w.inputs.shape[1]), generator=g)
+    model = TokenModel(w.model).eval()
+    with torch.no_grad():
+        target = model(ids, **w.forward_kwargs).argmax(1)
+    return model, ids, target, dict(w.forward_kwargs)

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..core.hooks import FunctionRules, out_of_place, override_grad, write_back
 from ..core.inputs import TensorOrTuple, restore_form
 from ..core.targets import TargetType
-from ._base import Attribution, input_gradients
+from ._base import Attribution
 
 T = torch.Tensor
 RELUS: dict[Callable, int | None] = {
@@ -71,7 +71,7 @@ class _ModifiedReluGradient(Attribution):
     ) -> TensorOrTuple:
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
         with call.guard:
-            out = input_gradients(call, lambda x, g: g, context=lambda xs, ex: relu_override(self.guided))
+            out = call.ev.input_grads(call.inputs, lambda x, g: g, context=lambda xs, ex: relu_override(self.guided))
         return restore_form(out, call.was_tuple)
 
 

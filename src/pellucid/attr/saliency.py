@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from ..core.inputs import TensorOrTuple, restore_form
 from ..core.targets import TargetType
-from ._base import Attribution, input_gradients
+from ._base import Attribution
 
 
 class Saliency(Attribution):
@@ -28,7 +28,7 @@ class Saliency(Attribution):
     ) -> TensorOrTuple:
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
         with call.guard:
-            out = input_gradients(call, (lambda x, g: g.abs()) if abs else (lambda x, g: g))
+            out = call.ev.input_grads(call.inputs, (lambda x, g: g.abs()) if abs else (lambda x, g: g))
         return restore_form(out, call.was_tuple)
 
 
@@ -49,5 +49,5 @@ class InputXGradient(Attribution):
     ) -> TensorOrTuple:
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
         with call.guard:
-            out = input_gradients(call, lambda x, g: x * g)
+            out = call.ev.input_grads(call.inputs, lambda x, g: x * g)
         return restore_form(out, call.was_tuple)

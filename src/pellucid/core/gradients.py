@@ -6,6 +6,7 @@ follow it. Rows are independent (the model must not mix rows, e.g. BatchNorm in 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable, Mapping
 
 import torch
@@ -114,6 +115,37 @@ class Evaluator:
             out.append(self.scores(rows_in, example_index[rows], chunker))
         return torch.cat(out) if out else torch.zeros(0)
 
+    def input_grads(
+        self,
+        inputs: tuple[Tensor, ...],
+        transform: Callable[[Tensor, Tensor], Tensor],
+        context: Callable[[tuple[Tensor, ...], Tensor], Any] | None = None,
+        tag: Any = "inputs",
+    ) -> list[Tensor]:
+        """``transform(input_rows, grad)`` for every example (one row per example), as :meth:`grad_rows` would
+        compute it; shapes of ``inputs``. The shared body of Saliency, InputXGradient, GuidedBackprop and
+        Deconvolution. When all ``N`` rows fit in one chunk (and no probe or progress bar is due), the inputs go
+        to the model as they are and the transformed gradients are the result: no row copies, no result buffer."""
+        n = inputs[0].shape[0]
+        chunker = self.chunks(n, inputs, kind="grad", tag=tag)
+        if not (chunker.probing or self.show_progress) and chunker.size(n) >= n:
+            ex = torch.arange(n)
+            with context(inputs, ex) if context is not None else nullcontext():
+                grads, _ = self.grad(inputs, ex, chunker)
+            return [transform(x.detach(), g) for x, g in zip(inputs, grads)]
+        out = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in inputs]
+
+        def build(rows: Tensor):
+            return tuple(x.index_select(0, rows.to(x.device)) for x in inputs), rows
+
+        def consume(rows: Tensor, ex: Tensor, grads: tuple[Tensor, ...], score: Tensor) -> None:
+            for o, x, g in zip(out, inputs, grads):
+                r = rows.to(x.device)
+                o[r] = transform(x.index_select(0, r), g)
+
+        self.grad_rows(n, build, consume, inputs, tag=tag, context=context, chunker=chunker)
+        return out
+
     def grad_rows(
         self,
         n_rows: int,
@@ -122,15 +154,17 @@ class Evaluator:
         row_like: tuple[Tensor, ...],
         tag: Any = None,
         context: Callable[[Tensor, Tensor], Any] | None = None,
+        chunker: Chunker | None = None,
     ) -> None:
         """The gradient loop every gradient method shares.
 
         For each chunk of row numbers ``rows`` (ascending, contiguous), ``build(rows) -> (inputs, example_index)``
         makes the model inputs; their gradients and scores go to ``consume(rows, example_index, grads, scores)``.
         ``context(inputs, example_index)``, if given, returns a context manager entered around the gradient pass
-        (used for backward-rule modes such as DeepLIFT's).
+        (used for backward-rule modes such as DeepLIFT's). ``chunker``: one already made for these rows.
         """
-        chunker = self.chunks(n_rows, row_like, kind="grad", tag=tag)
+        if chunker is None:
+            chunker = self.chunks(n_rows, row_like, kind="grad", tag=tag)
         for rows in chunker:
             xs, ex = build(rows)
             if context is None:

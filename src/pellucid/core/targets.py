@@ -46,6 +46,7 @@ class Target:
         self.n = n
         self.fn: Callable | None = None
         self.index: Tensor | None = None  # (n, d) long: indices into dims 1..d of the output
+        self._bounds: tuple[Tensor, list[int], list[int]] | None = None  # (index, per-dim min, max), for select
         if target is None:
             return
         if callable(target) and not isinstance(target, Tensor):
@@ -140,13 +141,23 @@ class Target:
                     "per example give target= (an int class index, a tuple, a per-example list or a callable)"
                 )
             return flat[:, 0]
-        idx = self.index.to(output.device).index_select(0, example_index.to(output.device))
-        d = idx.shape[1]
+        d = self.index.shape[1]
         if output.dim() != 1 + d:
             raise ValueError(
                 f"target indexes {d} output dim(s) but the model's output has shape {tuple(output.shape)}; "
                 f"the target must select one scalar per example (a tuple of {output.dim() - 1} indices or a callable)"
             )
+        if self._bounds is None or self._bounds[0] is not self.index:  # per output dim, min and max index (once)
+            cols = list(zip(*self.index.tolist())) or [(-1,)] * d  # Python, not torch ops: select may run in modes
+            self._bounds = (self.index, [min(c) for c in cols], [max(c) for c in cols])
+        _, lo, hi = self._bounds
+        if all(0 <= a and b < size for a, b, size in zip(lo, hi, output.shape[1:])):
+            # every example's target is in range and non-negative: index directly (no checks on the device)
+            idx = self.index.index_select(0, example_index.cpu()).to(output.device)
+            if d == 1:
+                return output.gather(1, idx).squeeze(1)
+            return output[(torch.arange(rows, device=output.device),) + tuple(idx.t())]
+        idx = self.index.to(output.device).index_select(0, example_index.to(output.device))
         sizes = torch.tensor(output.shape[1:], device=idx.device)
         bad = (idx >= sizes) | (idx < -sizes)
         if bool(bad.any()):

@@ -1,0 +1,67 @@
+"""pellucid side by side with Captum: every benchmark case both libraries have, timed in one interleaved run.
+
+    python benchmarks/bench_captum.py                          # all shared cases (several minutes)
+    python benchmarks/bench_captum.py --methods Saliency,DeepLift --repeats 15
+    python benchmarks/bench_captum.py --captum-python /path/to/captum-env/bin/python
+
+The cases are those of ``bench_gradient.py``, ``bench_layer.py`` and ``bench_perturbation.py`` (same models,
+inputs, targets, masks and settings); Captum runs in a subprocess of its own interpreter (``--captum-python``,
+default: this interpreter if ``captum`` imports here, else ``$PELLUCID_CAPTUM_PYTHON``) and is never imported into
+this process. Defaults: one torch thread on both sides and process CPU time (``--threads 1 --clock cpu``), the
+stable setting on a shared machine. The ``bench_*.py`` scripts take the same ``--compare captum`` option to add
+this table to their bound tables. See :mod:`_compare`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_gradient  # noqa: E402
+import bench_layer  # noqa: E402
+import bench_perturbation  # noqa: E402
+from _compare import run_comparison  # noqa: E402
+from _harness import Case, set_clock  # noqa: E402
+
+SECTIONS = ("gradient", "layer", "perturbation")
+
+
+def all_cases(models: list[str]) -> list[Case]:
+    """Every case of the three bench scripts on ``models`` (Captum's worker skips those it lacks)."""
+    cases = []
+    for name in models:
+        for meth, (call, counts, note) in bench_gradient.cases_for(name).items():
+            if meth != "IG-unchunked":
+                cases.append(Case(meth, name, call, counts, note))
+    for name in dict.fromkeys(bench_layer.MODEL_OF.values()):
+        if name in models:
+            table, _ = bench_layer.setup(name)
+            cases += [Case(meth, name, call, counts, note) for meth, (call, counts, note) in table.items()]
+    for name in models:
+        _, table = bench_perturbation.cases_for(name)
+        cases += [Case(meth, name, call, {}, note) for meth, (call, _, note) in table.items()]
+    return cases
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="cnn,transformer")
+    ap.add_argument("--methods", default="", help="comma-separated method names (default: every shared one)")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="cpu")
+    ap.add_argument("--captum-python", default=None)
+    a = ap.parse_args()
+    set_clock(a.clock)
+    torch.set_num_threads(a.threads)
+    methods = {s for s in a.methods.split(",") if s}
+    cases = [c for c in all_cases([s for s in a.models.split(",") if s]) if not methods or c.method in methods]
+    run_comparison(cases, a, a.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The Captum side of the side-by-side benchmark (run by :mod:`_compare` in an interpreter where Captum is installed).
+
+Captum is never imported into pellucid's process: the driver starts ``python captum_worker.py`` and talks to it
+with one JSON object per line on stdin/stdout.
+
+* ``{"cmd": "setup", "cases": [[model, method], ...], "clock": "cpu", "threads": 1, "dir": path}``: builds every
+  case it knows (same models, seeds, inputs, targets, masks and settings as the pellucid cases in
+  ``bench_*.py``, at Captum's defaults otherwise), runs each once (warm-up) and saves that result to
+  ``dir/<i>.pt``; answers ``{"ok": [i, ...], "errors": {i: message}}``.
+* ``{"cmd": "time", "i": i}``: times one call of case ``i`` with the harness's clock; answers ``{"t": seconds}``.
+* ``{"cmd": "quit"}``.
+
+Only torch, Captum and the torch-only modules of this folder (:mod:`models`, :mod:`_harness`) are imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import set_clock, timed  # noqa: E402
+from models import (  # noqa: E402
+    baseline_distribution, occlusion_windows, perturbation_masks, token_workload, workload,
+)
+
+N_STEPS, N_SAMPLES = 50, 5  # IG / conductance steps; GradientShap and NoiseTunnel samples
+PERTURBATION_SAMPLES = 25  # ShapleyValueSampling, Lime, KernelShap
+
+
+def build(model_name: str, method: str) -> Callable[[], Any]:
+    """The Captum call of one benchmark case (``KeyError`` if Captum has no such case)."""
+    import captum.attr as ca
+
+    if method == "LayerIntegratedGradients":
+        if model_name != "transformer":
+            raise KeyError(method)
+        model, ids, target, kw = token_workload()
+        lig = ca.LayerIntegratedGradients(model, model.model.embedding)
+        return lambda: lig.attribute(ids, target=target, additional_forward_args=(kw["attention_mask"],))
+    w = workload(model_name)
+    m, x, t = w.model, w.inputs, w.target
+    extra = (w.forward_kwargs["attention_mask"],) if w.forward_kwargs else None
+    common = {"target": t, "additional_forward_args": extra}
+    dist = baseline_distribution(x)
+    fine, coarse = perturbation_masks(model_name, x)
+    shapes, strides, _, _ = occlusion_windows(model_name, x)
+    cases: dict[str, Callable[[], Callable[[], Any]]] = {
+        "Saliency": lambda: (lambda: ca.Saliency(m).attribute(x, **common)),
+        "InputXGradient": lambda: (lambda: ca.InputXGradient(m).attribute(x, **common)),
+        "IntegratedGradients": lambda: (lambda: ca.IntegratedGradients(m).attribute(x, n_steps=N_STEPS, **common)),
+        "GradientShap": lambda: (lambda: ca.GradientShap(m).attribute(x, baselines=dist, n_samples=N_SAMPLES,
+                                                                      **common)),
+        "DeepLift": lambda: (lambda: ca.DeepLift(m).attribute(x, **common)),
+        "DeepLiftShap": lambda: (lambda: ca.DeepLiftShap(m).attribute(x, baselines=dist, **common)),
+        "GuidedBackprop": lambda: (lambda: ca.GuidedBackprop(m).attribute(x, **common)),
+        "Deconvolution": lambda: (lambda: ca.Deconvolution(m).attribute(x, **common)),
+        "NoiseTunnel": lambda: (lambda: ca.NoiseTunnel(ca.Saliency(m)).attribute(
+            x, nt_type="smoothgrad", nt_samples=N_SAMPLES, stdevs=1.0, **common)),
+        "FeatureAblation": lambda: (lambda: ca.FeatureAblation(m).attribute(x, feature_mask=fine, **common)),
+        "Occlusion": lambda: (lambda: ca.Occlusion(m).attribute(x, shapes, strides, **common)),
+        "FeaturePermutation": lambda: (lambda: ca.FeaturePermutation(m).attribute(x, feature_mask=fine, **common)),
+        "ShapleyValueSampling": lambda: (lambda: ca.ShapleyValueSampling(m).attribute(
+            x, feature_mask=fine, n_samples=PERTURBATION_SAMPLES, **common)),
+        "ShapleyValues": lambda: (lambda: ca.ShapleyValues(m).attribute(x, feature_mask=coarse, **common)),
+        "Lime": lambda: (lambda: ca.Lime(m).attribute(x, feature_mask=fine, n_samples=PERTURBATION_SAMPLES,
+                                                      **common)),
+        "KernelShap": lambda: (lambda: ca.KernelShap(m).attribute(x, feature_mask=fine,
+                                                                  n_samples=PERTURBATION_SAMPLES, **common)),
+    }
+    if model_name == "cnn":
+        cases["LayerGradCam"] = lambda: (lambda: ca.LayerGradCam(m, m.conv2).attribute(x, **common))
+        cases["LayerConductance"] = lambda: (lambda: ca.LayerConductance(m, m.conv2).attribute(
+            x, n_steps=N_STEPS, **common))
+    return cases[method]()
+
+
+def main() -> None:
+    calls: dict[int, Callable[[], Any]] = {}
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["cmd"] == "quit":
+            break
+        if msg["cmd"] == "setup":
+            set_clock(msg.get("clock", "cpu"))
+            if msg.get("threads"):
+                torch.set_num_threads(int(msg["threads"]))
+            errors = {}
+            for i, (model_name, method) in enumerate(msg["cases"]):
+                try:
+                    call = build(model_name, method)
+                except KeyError:
+                    errors[i] = "not in Captum"
+                    continue
+                try:
+                    torch.manual_seed(0)
+                    torch.save(call(), os.path.join(msg["dir"], f"{i}.pt"))
+                except Exception as e:  # noqa: BLE001 - reported to the driver, which prints it
+                    traceback.print_exc(file=sys.stderr)
+                    errors[i] = f"{type(e).__name__}: {e}"[:300]
+                    continue
+                calls[i] = call
+            reply: dict[str, Any] = {"ok": sorted(calls), "errors": errors}
+        elif msg["cmd"] == "time":
+            reply = {"t": timed(calls[msg["i"]])}
+        else:
+            reply = {"error": f"unknown command {msg['cmd']!r}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
