@@ -33,6 +33,9 @@ class Attribution:
     """Base of all attribution methods. ``forward_func`` is a ``nn.Module`` or any callable model."""
 
     name = "attribution"
+    # the model is called as model(*inputs, *additional_forward_args, **forward_kwargs); a method that calls it on
+    # something else (LimeBase: the user's transformed samples) sets this False to skip that signature check
+    _model_takes_inputs = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -116,7 +119,8 @@ def check_user_call(method: Attribution, arguments: Mapping[str, Any], var_keywo
       the argument and the examples (rows) concerned. Rows are independent, so only the attributions computed
       from them become non-finite (surrogate fits and decompositions are per example: no failure of the batch).
     * ``additional_forward_args`` / ``forward_kwargs`` must fit the model's ``forward`` signature
-      (``model(*inputs, *additional_forward_args, **forward_kwargs)``), else a ``TypeError`` naming them.
+      (``model(*inputs, *additional_forward_args, **forward_kwargs)``), else a ``TypeError`` naming them (skipped
+      for methods with ``_model_takes_inputs = False``, whose model is called on something else).
 
     Methods whose ``inputs`` are not tensors (none in pellucid.attr today) are left to their own checks.
     """
@@ -135,7 +139,8 @@ def check_user_call(method: Attribution, arguments: Mapping[str, Any], var_keywo
     args = arguments.get("additional_forward_args", extra.get("additional_forward_args"))
     kwargs = arguments.get("forward_kwargs", extra.get("forward_kwargs"))
     fwd = ForwardArgs.make(args, kwargs, xs[0].shape[0])
-    check_forward_arguments(method.forward_func, xs, fwd.args, fwd.kwargs)
+    if getattr(method, "_model_takes_inputs", True):
+        check_forward_arguments(method.forward_func, xs, fwd.args, fwd.kwargs)
 
 
 def attribution_sum(attrs: tuple[Tensor, ...]) -> Tensor:
