@@ -357,8 +357,8 @@ class RowScores:
                     raise ValueError(
                         f"the model's output has shape {tuple(out.shape)} for a batch of {r} rows; its dim 0 must be the batch"
                     )
-                shape = tuple(out.shape[1:])
-                return out.reshape(r, -1), (shape if math.prod(shape) > 1 else ())
+                # the per-example output shape, (1,) included: Shapley methods keep it (as Captum)
+                return out.reshape(r, -1), tuple(out.shape[1:])
             if t.index is None or not isinstance(out, Tensor):
                 return t.select(out, ex).reshape(r, 1), ()
             if self.index is None:
@@ -489,7 +489,11 @@ def finish(per_input: Sequence[Tensor], scores: Scores, flat_aggregate: bool = T
 
     Aggregate mode (``(1, K, *shape_i)``): ``(K, *shape_i)`` with ``flat_aggregate`` (Captum's FeatureAblation,
     Occlusion, FeaturePermutation, Lime, KernelShap: ``(1, ...)`` for a scalar output), else the batch output's
-    shape ``(*out_shape, *shape_i)`` with a scalar counted as ``(1,)`` (Captum's Shapley value methods)."""
+    shape ``(*out_shape, *shape_i)`` with a scalar counted as ``(1,)`` (Captum's Shapley value methods).
+
+    Per-example mode with ``target=None``: ``flat_aggregate=False`` (the Shapley methods) keeps every dim of the
+    per-example output, so an ``(N, 1)`` output gives ``(N, 1, *shape_i)`` as in Captum's Shapley methods; the
+    other methods drop an output of one value (``(N, *shape_i)``), as Captum's FeatureAblation, Lime, ..."""
     out = []
     for a in per_input:
         n, rest = a.shape[0], tuple(a.shape[2:])
@@ -497,7 +501,8 @@ def finish(per_input: Sequence[Tensor], scores: Scores, flat_aggregate: bool = T
             lead = (a.shape[1],) if flat_aggregate or not scores.out_shape else scores.out_shape
             out.append(a[0].reshape(lead + rest))
         else:
-            out.append(a.reshape((n,) + scores.out_shape + rest) if scores.multi else a[:, 0])
+            keep = scores.multi or not flat_aggregate
+            out.append(a.reshape((n,) + scores.out_shape + rest) if keep else a[:, 0])
     return tuple(out)
 
 

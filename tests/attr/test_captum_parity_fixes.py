@@ -1,0 +1,77 @@
+"""Regression tests for silent differences from Captum 0.9 found by the parity sweep (issue 9).
+
+Each test proves the corrected behaviour from first principles (efficiency, closed forms, agreement between forms
+of the same call); none imports Captum.
+"""
+import pytest
+import torch
+from torch import nn
+
+from pellucid.attr import FeatureAblation, KernelShap, Lime, Occlusion, ShapleyValues, ShapleyValueSampling
+
+
+class Additive(nn.Module):
+    """``F(x) = x @ w + 0.5 * x_0 * x_1`` returned with the output dims ``out_shape`` after the batch."""
+
+    def __init__(self, out_shape: tuple):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64))
+        self.out_shape = out_shape
+
+    def forward(self, x):
+        y = x @ self.w + 0.5 * x[:, 0] * x[:, 1]
+        return y.reshape((x.shape[0],) + self.out_shape)
+
+
+def _x():
+    return torch.tensor([[1.0, 2.0, -1.0, 0.5], [0.3, -0.7, 2.0, 1.0], [-1.5, 0.2, 0.4, -2.0]], dtype=torch.float64)
+
+
+def _exact_shapley(x):
+    """Closed form: linear terms get ``w_i x_i``; the product ``0.5 x_0 x_1`` (zero baseline) is split evenly."""
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    phi = x * w
+    inter = 0.5 * x[:, 0] * x[:, 1]
+    phi[:, 0] += inter / 2
+    phi[:, 1] += inter / 2
+    return phi
+
+
+@pytest.mark.parametrize("method", [ShapleyValues, ShapleyValueSampling])
+@pytest.mark.parametrize("out_shape", [(), (1,), (1, 1)])
+def test_shapley_with_target_none_keeps_the_output_dims(method, out_shape):
+    """Captum's Shapley methods return ``(*output.shape, *input.shape[1:])`` with ``target=None``, so an ``(N, 1)``
+    output gives ``(N, 1, F)`` (pellucid used to drop the 1). Values: the closed-form Shapley values, which sum to
+    ``F(x) - F(0)`` (efficiency)."""
+    x = _x()
+    model = Additive(out_shape)
+    kw = {"n_samples": 6, "seed": 0} if method is ShapleyValueSampling else {}
+    attr = method(model).attribute(x, **kw)
+    assert attr.shape == (3,) + out_shape + (4,)
+    flat = attr.reshape(3, 4)
+    torch.testing.assert_close(flat, _exact_shapley(x))
+    with torch.no_grad():
+        gap = (model(x) - model(torch.zeros_like(x))).reshape(3)
+    torch.testing.assert_close(flat.sum(1), gap)
+    # an explicit target selects one output: the dims go, the values stay
+    if out_shape:
+        target = 0 if len(out_shape) == 1 else (0, 0)
+        torch.testing.assert_close(method(model).attribute(x, target=target, **kw), flat)
+
+
+@pytest.mark.parametrize("method", [FeatureAblation, Occlusion, Lime, KernelShap])
+def test_other_perturbation_methods_drop_an_output_of_one_value(method):
+    """Captum's FeatureAblation, Occlusion, Lime and KernelShap return the input's shape for an ``(N, 1)`` output;
+    FeatureAblation's values are the closed-form occlusion differences ``F(x) - F(x with x_i = 0)``."""
+    x = _x()
+    model = Additive((1,))
+    kw = {"sliding_window_shapes": (1,)} if method is Occlusion else {}
+    if method in (Lime, KernelShap):
+        kw = {"n_samples": 40, "seed": 0}
+    attr = method(model).attribute(x, **kw)
+    assert attr.shape == x.shape
+    if method in (FeatureAblation, Occlusion):
+        with torch.no_grad():
+            fx = model(x)[:, 0]
+            expected = torch.stack([fx - model(x * (torch.arange(4) != i))[:, 0] for i in range(4)], dim=1)
+        torch.testing.assert_close(attr, expected)
