@@ -5,7 +5,7 @@
     python benchmarks/bench_jobs.py --threads 1 --clock cpu  # stable numbers on a loaded machine
 
 Both sides attribute the same dataset (``--examples``, default 256 random 3x32x32 images; the benchmark CNN of
-:mod:`models`) in the same batches of 64 with the same method and target (the predicted class):
+:mod:`models`) in the same batches (``--batch``, default 64) with the same method and target (the predicted class):
 
 * **loop**: ``for`` each batch: ``pred = model(x).argmax(1)``; ``a = method.attribute(x, target=pred, ...)``; keep
   ``a.numpy()`` in a list (the work a user's script does, with nothing written to disk);
@@ -62,7 +62,7 @@ def make_data(n: int = N) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(torch.rand(n, 3, 32, 32, generator=g))
 
 
-def loop_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict) -> Callable[[], Any]:
+def loop_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict, batch: int = BATCH) -> Callable[[], Any]:
     method = cls(model)
     x_all = data.tensors[0]
     device = next(model.parameters()).device
@@ -70,8 +70,8 @@ def loop_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict) -> Cal
 
     def run() -> list:
         out = []
-        for start in range(0, x_all.shape[0], BATCH):
-            x = x_all[start:start + BATCH].to(device)
+        for start in range(0, x_all.shape[0], batch):
+            x = x_all[start:start + batch].to(device)
             with torch.no_grad():
                 pred = model(x).argmax(1)
             out.append(method.attribute(x, target=pred, **kwargs).cpu().numpy())
@@ -80,13 +80,14 @@ def loop_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict) -> Cal
     return run
 
 
-def job_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict, root: str) -> Callable[[], Any]:
+def job_call(model: torch.nn.Module, data: Any, cls: type, kwargs: dict, root: str, batch: int = BATCH
+             ) -> Callable[[], Any]:
     count = [0]
 
     def run() -> Any:  # a fresh store each time (deleted with ``root`` at the end, outside the timing)
         count[0] += 1
         store = os.path.join(root, f"{cls.__name__}-{count[0]}")
-        return attribute_dataset(lambda: model, data, cls, kwargs, store=store, batch_size=BATCH,
+        return attribute_dataset(lambda: model, data, cls, kwargs, store=store, batch_size=batch,
                                  show_progress=False, device=str(next(model.parameters()).device))
 
     return run
@@ -97,6 +98,7 @@ def main() -> None:
     add_common_options(ap, default_repeats=5)
     ap.add_argument("--methods", default="", help="comma-separated subset of: " + ", ".join(METHODS))
     ap.add_argument("--examples", type=int, default=N, help=f"dataset size (default {N})")
+    ap.add_argument("--batch", type=int, default=BATCH, help=f"examples per batch, both sides (default {BATCH})")
     ap.add_argument("--device", default="cpu", help="where the model runs, for both sides (default cpu)")
     a = ap.parse_args()
     repeats, _ = apply_common_options(a, default_repeats=5)
@@ -104,12 +106,13 @@ def main() -> None:
     model, data = make_model().to(a.device), make_data(a.examples)
     root = tempfile.mkdtemp(prefix="pellucid-bench-jobs-")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.clock} clock; {repeats} repeats; "
-          f"{a.examples} images 3x32x32, batches of {BATCH}, on {a.device}", file=sys.stderr)
+          f"{a.examples} images 3x32x32, batches of {a.batch}, on {a.device}", file=sys.stderr)
     rows = []
     try:
         for name in wanted:
             cls, kwargs = METHODS[name]
-            calls = {"loop": loop_call(model, data, cls, kwargs), "job": job_call(model, data, cls, kwargs, root)}
+            calls = {"loop": loop_call(model, data, cls, kwargs, a.batch),
+                     "job": job_call(model, data, cls, kwargs, root, a.batch)}
             for fn in calls.values():  # warm-up (and the memory probe of the engine's chunker)
                 fn()
             times: dict[str, list[float]] = {"loop": [], "job": []}
