@@ -369,3 +369,36 @@ def test_result_dict_and_plots(additive):
     fig2, _ = res.plot_seq_attr()
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_template_dict_values_and_callable_baselines(additive):
+    model, tok = additive
+    calls = []
+
+    def baselines():
+        calls.append(1)
+        return {"x": "h", "y": "i"}
+
+    inp = TextTemplateInput("{x} c {y}", values={"x": "a", "y": "b"}, baselines=baselines)
+    res = LLMAttribution(FeatureAblation(model), tok).attribute(inp, target="d")
+    A = model.A.detach()
+    want = torch.stack([A[2, 5] - A[9, 5], A[3, 5] - A[10, 5]])
+    torch.testing.assert_close(res.seq_attr.double(), want, atol=1e-6, rtol=1e-6)
+    assert len(calls) >= 2  # drawn for every perturbed row
+
+
+def test_demo_report_section(tiny, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    from pellucid.report.html import Report
+    from pellucid.report.llm_section import llm_section
+
+    monkeypatch.setenv("PELLUCID_CACHE", str(Path(tiny.path).parent))  # the session's trained model
+    report = Report("llm")
+    assert llm_section(report, None, log=lambda m: None) == (True, "ran")
+    page = report.write(tmp_path).read_text()
+    assert "paris" in page and "cheese" in page and "pellucid-token" in page
