@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -21,7 +21,7 @@ import torch
 from .compute import BatchWorker, weights_digest
 from .config import JobConfig, canonical, reference_name
 from .data import Batch, batch_range, load_batch, make_dataset, n_batches
-from .store import (KIND, SCHEMA_VERSION, ConfigChangedError, StoreWriter, done_chunks, is_store, read_header,
+from .store import (KIND, SCHEMA_VERSION, ConfigChangedError, StoreWriter, is_store, read_header,
                     remove_store)
 
 
