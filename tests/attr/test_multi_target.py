@@ -58,3 +58,19 @@ def test_noise_tunnel_with_2d_target(cnn):
 def test_2d_target_with_wrong_batch_raises(cnn):
     with pytest.raises(ValueError, match="target"):
         Saliency(cnn).attribute(torch.randn(2, 3, 32, 32), target=TARGETS)
+
+
+def test_two_d_target_with_a_single_example():
+    """N = 1 with K targets: each column equals the single-target call (inputs repeated even when N = 1)."""
+    import torch
+    from torch import nn
+
+    from pellucid.attr import IntegratedGradients
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    x = torch.randn(1, 4)
+    both = IntegratedGradients(model).attribute(x, target=torch.tensor([[0, 2]]))
+    assert both.shape == (1, 2, 4)
+    for j, t in enumerate((0, 2)):
+        torch.testing.assert_close(both[:, j], IntegratedGradients(model).attribute(x, target=t))

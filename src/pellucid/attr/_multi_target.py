@@ -34,13 +34,16 @@ def _is_multi_target(target: Any) -> bool:
     )
 
 
-def _repeat_rows(value: Any, n: int, k: int) -> Any:
-    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n and n > 1:
+def _repeat_rows(value: Any, n: int, k: int, is_batch: bool = False) -> Any:
+    """Each example's rows repeated ``k`` times. A tensor whose dim 0 is ``n`` is taken as per-example; with
+    ``n == 1`` that is ambiguous for arguments that broadcast (a batch-1 baseline), so only ``is_batch`` values
+    (the inputs) are repeated then."""
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n and (n > 1 or is_batch):
         return value.repeat_interleave(k, dim=0)
     if isinstance(value, tuple):
-        return tuple(_repeat_rows(v, n, k) for v in value)
+        return tuple(_repeat_rows(v, n, k, is_batch) for v in value)
     if isinstance(value, list):
-        return [_repeat_rows(v, n, k) for v in value]
+        return [_repeat_rows(v, n, k, is_batch) for v in value]
     return value
 
 
@@ -94,7 +97,8 @@ def _multi_target_call(attribute: Callable, self: Any, bound: inspect.BoundArgum
         raise ValueError(f"a 2-D target must have shape (N, K) with N = {n} examples; received {tuple(target.shape)}")
     arguments = dict(bound.arguments)
     arguments.pop("self")
-    arguments["inputs"] = _repeat_rows(tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs, n, k)
+    arguments["inputs"] = _repeat_rows(tuple(inputs) if isinstance(inputs, (tuple, list)) else inputs, n, k,
+                                       is_batch=True)
     arguments["target"] = target.reshape(-1)
     for name in PER_EXAMPLE_ARGS:
         if name in arguments and not (name == "baselines" and distribution_baselines):
