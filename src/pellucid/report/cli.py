@@ -14,7 +14,7 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
                    help=f"attribution methods (space or comma separated) from: {', '.join(METHOD_NAMES)} "
                         f"(default: {' '.join(DEFAULT_METHODS)})")
     d.add_argument("--out", default="pellucid-report", help="output directory (default: pellucid-report)")
-    d.add_argument("--no-text", action="store_true", help="skip the MiniLM text example")
+    d.add_argument("--no-text", action="store_true", help="skip the text examples (MiniLM sentence similarity and the tiny LM attribution)")
     d.add_argument("--quick", action="store_true", help="less training data and fewer steps (about half the time)")
     d.add_argument("--examples", type=int, default=8, help="test images to explain (default: 8)")
     d.add_argument("--train-size", type=int, default=None, help="training images (default: 2000, quick 1200)")
