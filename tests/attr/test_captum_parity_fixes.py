@@ -75,3 +75,61 @@ def test_other_perturbation_methods_drop_an_output_of_one_value(method):
             fx = model(x)[:, 0]
             expected = torch.stack([fx - model(x * (torch.arange(4) != i))[:, 0] for i in range(4)], dim=1)
         torch.testing.assert_close(attr, expected)
+
+
+# -- custom_attribution_func takes 1, 2 or 3 arguments (Captum dispatches on its signature) ----------------------
+class Linear2(nn.Module):
+    """``F(x) = relu(x @ A) @ v`` with a positive path: DeepLIFT multipliers of the ReLU are 1 where both the input
+    and the reference are active, so on positive data the model is linear with gradient ``A @ v``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 4, bias=False)
+        self.relu = nn.ReLU()
+        self.out = nn.Linear(4, 1, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[1.0, 0.5, 0.2], [0.3, 1.0, 0.1], [0.2, 0.2, 1.0], [0.5, 0.1, 0.4]]))
+            self.out.weight.copy_(torch.tensor([[1.0, -0.5, 2.0, 0.7]]))
+        self.double()
+
+    def forward(self, x):
+        return self.out(self.relu(self.lin(x)))
+
+
+def _grad(model):
+    return (model.lin.weight.t() @ model.out.weight.t()).t()  # (1, 3)
+
+
+@pytest.mark.parametrize("arity", [1, 2, 3])
+def test_custom_attribution_func_by_arity(arity):
+    """``f(multipliers)``, ``f(multipliers, inputs)`` and ``f(multipliers, inputs, baselines)`` are all called with
+    the arguments they take (pellucid used to pass three, so Captum's one- and two-argument forms raised)."""
+    from pellucid.attr import DeepLift, LayerDeepLift, NeuronDeepLift
+    model = Linear2()
+    x = torch.tensor([[1.0, 2.0, 0.5], [0.2, 0.4, 3.0]], dtype=torch.float64)
+    b = torch.full_like(x, 0.1)
+    funcs = {1: lambda m: tuple(2 * t for t in m),
+             2: lambda m, inp: tuple(t * i for t, i in zip(m, inp)),
+             3: lambda m, inp, base: tuple(t * (i - r) for t, i, r in zip(m, inp, base))}
+    g = _grad(model).expand_as(x)
+    expected = {1: 2 * g, 2: g * x, 3: g * (x - b)}[arity]
+    torch.testing.assert_close(DeepLift(model).attribute(x, b, custom_attribution_func=funcs[arity]), expected)
+    # the layer and neuron variants hand the same forms over (activations of the first Linear: gradient v)
+    a_x, a_b = model.lin(x).detach(), model.lin(b).detach()
+    v = model.out.weight.detach().expand_as(a_x)
+    layer_expected = {1: 2 * v, 2: v * a_x, 3: v * (a_x - a_b)}[arity]
+    torch.testing.assert_close(
+        LayerDeepLift(model, model.lin).attribute(x, b, custom_attribution_func=funcs[arity]), layer_expected)
+    w0 = model.lin.weight[0].detach().expand_as(x)  # neuron 0 of the first Linear: multipliers are its weights
+    neuron_expected = {1: 2 * w0, 2: w0 * x, 3: w0 * (x - b)}[arity]
+    torch.testing.assert_close(
+        NeuronDeepLift(model, model.lin).attribute(x, 0, b, custom_attribution_func=funcs[arity]), neuron_expected)
+
+
+def test_custom_attribution_func_with_a_wrong_signature_raises():
+    from pellucid.attr import DeepLift
+    x = torch.ones(2, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="custom_attribution_func"):
+        DeepLift(Linear2()).attribute(x, custom_attribution_func=lambda: None)
+    with pytest.raises(TypeError, match="custom_attribution_func"):
+        DeepLift(Linear2()).attribute(x, custom_attribution_func=lambda a, b, c, d: None)

@@ -20,6 +20,7 @@ Softmax is treated as an elementwise map (``m_i = dy_i / dx_i``), which conserve
 """
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from typing import Any, Callable, Mapping
 
@@ -324,9 +325,30 @@ def deeplift_multipliers(
     call.ev.grad_rows(n_rows, build_inputs, on_grads, call.inputs, tag=tag, context=context)
 
 
+def _custom_arity(custom: Callable) -> int:
+    """How many of ``(multipliers, inputs, baselines)`` a ``custom_attribution_func`` takes (1, 2 or 3, by its
+    signature, as Captum); 3 when the signature cannot be read or takes ``*args``."""
+    if not callable(custom):
+        raise TypeError(f"custom_attribution_func must be a callable; received {type(custom).__name__}")
+    try:
+        params = list(inspect.signature(custom).parameters.values())
+    except (TypeError, ValueError):
+        return 3
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 3
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if not positional or len(required) > 3:
+        raise TypeError(
+            "custom_attribution_func must take 1 to 3 positional arguments (multipliers[, inputs[, baselines]]); "
+            f"received a callable with signature {inspect.signature(custom)}"
+        )
+    return min(len(positional), 3)
+
+
 def _attributions(mults, xs, bs, multiply: bool, custom: Callable | None) -> tuple[Tensor, ...]:
     if custom is not None:
-        out = custom(tuple(mults), tuple(xs), tuple(bs))
+        out = custom(*(tuple(mults), tuple(xs), tuple(bs))[:_custom_arity(custom)])
         out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
         if len(out) != len(mults) or any(o.shape != m.shape for o, m in zip(out, mults)):
             raise ValueError("custom_attribution_func must return one tensor per input, shaped like the inputs")
@@ -345,7 +367,8 @@ class DeepLift(Attribution):
 
     ``attribute`` returns the inputs' shapes; ``return_convergence_delta=True`` adds ``delta`` ``(N,)`` =
     sum(attr) - (F(x) - F(x')), computed from the passes already made (no extra model call).
-    ``custom_attribution_func(multipliers, inputs, baselines) -> attributions`` (tuples) replaces the product.
+    ``custom_attribution_func(multipliers[, inputs[, baselines]]) -> attributions`` (tuples; 1, 2 or 3 parameters
+    as in Captum) replaces the product.
     """
 
     def __init__(self, model: Callable, multiply_by_inputs: bool = True, eps: float = 1e-10):

@@ -25,7 +25,7 @@ from ..core.inputs import BaselineType, TensorOrTuple, format_baselines, format_
 from ..core.layers import LayerSpace, LayerType, check_layers_in_model, format_layers
 from ..core.targets import TargetType
 from ._base import Attribution, Call
-from .deeplift import DeepLift
+from .deeplift import DeepLift, _custom_arity
 from .gradient_shap import GradientShap, gaussian_like, noise_stdevs
 from .integrated_gradients import IntegratedGradients, endpoint_delta
 
@@ -365,7 +365,7 @@ class LayerDeepLift(LayerAttribution):
         wrapped = None
         if custom is not None:
             def wrapped(m, i, b):
-                out = custom(tuple(m[:k]), tuple(i[:k]), tuple(b[:k]))
+                out = custom(*(tuple(m[:k]), tuple(i[:k]), tuple(b[:k]))[:_custom_arity(custom)])
                 out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
                 return out + (torch.zeros_like(m[k]),)
         res = DeepLift(_Bypass(space, k, len(xs)), self._multiply_by_inputs, self.eps).attribute(
