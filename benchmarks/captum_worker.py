@@ -33,6 +33,22 @@ N_STEPS, N_SAMPLES = 50, 5  # IG / conductance steps; GradientShap and NoiseTunn
 PERTURBATION_SAMPLES = 25  # ShapleyValueSampling, Lime, KernelShap
 
 
+class UnsharedCNN(torch.nn.Module):
+    """The benchmark CNN (same parameters, same arithmetic) with one ReLU and max-pool module per use: Captum's
+    DeepLift hooks modules and refuses a module used more than once (the benchmark CNN reuses ``relu``/``pool``)."""
+
+    def __init__(self, cnn: torch.nn.Module):
+        super().__init__()
+        self.conv1, self.conv2, self.fc1, self.fc2 = cnn.conv1, cnn.conv2, cnn.fc1, cnn.fc2
+        self.relu1, self.relu2, self.relu3 = torch.nn.ReLU(), torch.nn.ReLU(), torch.nn.ReLU()
+        self.pool1, self.pool2 = torch.nn.MaxPool2d(2), torch.nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.fc2(self.relu3(self.fc1(x.flatten(1))))
+
+
 def build(model_name: str, method: str) -> Callable[[], Any]:
     """The Captum call of one benchmark case (``KeyError`` if Captum has no such case)."""
     import captum.attr as ca
@@ -45,6 +61,7 @@ def build(model_name: str, method: str) -> Callable[[], Any]:
         return lambda: lig.attribute(ids, target=target, additional_forward_args=(kw["attention_mask"],))
     w = workload(model_name)
     m, x, t = w.model, w.inputs, w.target
+    unshared = UnsharedCNN(m).eval() if model_name == "cnn" else m  # for Captum's DeepLift (see UnsharedCNN)
     extra = (w.forward_kwargs["attention_mask"],) if w.forward_kwargs else None
     common = {"target": t, "additional_forward_args": extra}
     dist = baseline_distribution(x)
@@ -56,8 +73,8 @@ def build(model_name: str, method: str) -> Callable[[], Any]:
         "IntegratedGradients": lambda: (lambda: ca.IntegratedGradients(m).attribute(x, n_steps=N_STEPS, **common)),
         "GradientShap": lambda: (lambda: ca.GradientShap(m).attribute(x, baselines=dist, n_samples=N_SAMPLES,
                                                                       **common)),
-        "DeepLift": lambda: (lambda: ca.DeepLift(m).attribute(x, **common)),
-        "DeepLiftShap": lambda: (lambda: ca.DeepLiftShap(m).attribute(x, baselines=dist, **common)),
+        "DeepLift": lambda: (lambda: ca.DeepLift(unshared).attribute(x, **common)),
+        "DeepLiftShap": lambda: (lambda: ca.DeepLiftShap(unshared).attribute(x, baselines=dist, **common)),
         "GuidedBackprop": lambda: (lambda: ca.GuidedBackprop(m).attribute(x, **common)),
         "Deconvolution": lambda: (lambda: ca.Deconvolution(m).attribute(x, **common)),
         "NoiseTunnel": lambda: (lambda: ca.NoiseTunnel(ca.Saliency(m)).attribute(

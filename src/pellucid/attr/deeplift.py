@@ -159,31 +159,15 @@ def rescale_rule(refs: _References, eps: float) -> Callable:
             if y0 is None:
                 y0 = compute(x0)
             dx = x.detach() - x0
-            # fast path: no |dx| below eps (two cheap passes to check) -> plain difference quotients
-            has_small = dx.numel() > 0 and bool(dx.abs().min() < eps)
-            if has_small:
-                small = _small_mask(dx, eps)
-                m = (y - y0).div_(dx + small)
-            else:
-                m = (y - y0).div_(dx)
-        if has_small:
-            m = _select(m, _elementwise_derivative(compute, x, func), small)
+            m = torch.sub(y, y0).div_(dx)  # difference quotients; 0/0 and tiny |dx| are replaced below
+            dx = dx.abs_()  # in place: |dx| (two passes, no new tensor, to find entries below eps)
+            small = dx < eps if dx.numel() > 0 and bool(dx.amin() < eps) else None
+        if small is not None:
+            m = torch.where(small, _elementwise_derivative(compute, x, func), m)
         out = override_grad(x, y, lambda g: g * m)
         return write_back(func, args, kwargs, out, pos)
 
     return rule
-
-
-def _small_mask(dx: Tensor, eps: float) -> Tensor:
-    """``1.0`` where ``|dx| < eps``, else ``0.0`` (float arithmetic: bool masks and ``torch.where`` are several
-    times slower on CPU). Used as ``dx + mask`` (a safe divisor) and in :func:`_select`."""
-    return dx.abs().neg_().add_(eps).clamp_(min=0).sign_()
-
-
-def _select(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
-    """``b`` where ``mask`` is 1, else ``a`` (exact for finite values; faster on CPU than ``torch.where`` with a
-    bool mask or ``torch.lerp``). Overwrites ``a``."""
-    return a.mul_(1 - mask).add_(b * mask)
 
 
 def _pool_with_indices(func: Callable, args: tuple, kwargs: Mapping) -> tuple[Tensor, Tensor, int, bool]:
@@ -200,24 +184,26 @@ def _pool_with_indices(func: Callable, args: tuple, kwargs: Mapping) -> tuple[Te
 
 def _winner_backward(x: Tensor, x0: Tensor, y: Tensor, y0: Tensor, ix: Tensor, i0: Tensor, eps: float, use_max: bool,
                      flat: Callable[[Tensor], Tensor], dim: int) -> Callable[[Tensor], Tensor]:
-    """Backward for ``y = max/min`` over groups: dy goes to the winner of the larger (smaller) extreme, over dx."""
-    cross = torch.maximum(y, y0) if use_max else torch.minimum(y, y0)
-    part_x, part_0 = cross - y0, y - cross
-    dx = (x - x0).detach()
-    small = _small_mask(dx, eps)
-    any_small = bool(small.sum() > 0)
-    safe = dx + small if any_small else dx
+    """Backward for ``y = max/min`` over groups: per group, ``dy`` times the part of ``y - y0`` that is ``x``'s
+    (``max(y, y0) - y0`` for max) goes to ``x``'s winner and the rest (``y - max(y, y0)``) to the baseline's winner,
+    each divided by ``x - x0`` at that winner. Where ``|x - x0| < eps`` at a winner, ``x``'s winner gets the plain
+    gradient ``dy`` and the baseline's winner nothing. Everything is computed per group (output-sized, gathered at
+    the winners), so the only input-sized work is the final scatter, as in max pooling's own backward."""
+    with torch.no_grad():
+        cross = torch.maximum(y, y0) if use_max else torch.minimum(y, y0)
+        ixf, i0f = flat(ix), flat(i0)
+        # x - x0 at x's winner (x there is y) and at the baseline's winner (x0 there is y0)
+        dx_ix = flat(y.detach()) - flat(x0.detach()).gather(dim, ixf)
+        dx_i0 = flat(x.detach()).gather(dim, i0f) - flat(y0)
+        w_ix = torch.where(dx_ix.abs() < eps, 1.0, flat(cross - y0).div_(dx_ix))
+        w_i0 = torch.where(dx_i0.abs() < eps, 0.0, flat(y - cross).div_(dx_i0))
     xf_shape = flat(x).shape
 
     def backward(g: Tensor) -> Tensor:
-        gf, ixf, i0f = flat(g), flat(ix), flat(i0)
-        num = torch.zeros(xf_shape, dtype=g.dtype, device=g.device)
-        num.scatter_add_(dim, ixf, gf * flat(part_x)).scatter_add_(dim, i0f, gf * flat(part_0))
-        out = num.reshape(x.shape).div_(safe)
-        if not any_small:
-            return out
-        plain = torch.zeros(xf_shape, dtype=g.dtype, device=g.device).scatter_add_(dim, ixf, gf)
-        return _select(out, plain.reshape(x.shape), small)
+        gf = flat(g)
+        out = torch.zeros(xf_shape, dtype=g.dtype, device=g.device)
+        out.scatter_add_(dim, ixf, gf * w_ix).scatter_add_(dim, i0f, gf * w_i0)
+        return out.reshape(x.shape)
 
     return backward
 
