@@ -133,3 +133,35 @@ def test_custom_attribution_func_with_a_wrong_signature_raises():
         DeepLift(Linear2()).attribute(x, custom_attribution_func=lambda: None)
     with pytest.raises(TypeError, match="custom_attribution_func"):
         DeepLift(Linear2()).attribute(x, custom_attribution_func=lambda a, b, c, d: None)
+
+
+# -- GradientShap draws one background sample for all inputs --------------------------------------------------
+class Product(nn.Module):
+    def forward(self, a, b):
+        return (a * b).sum(1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradient_shap_pairs_the_baselines_of_several_inputs(seed):
+    """The background rows are samples of the joint input: GradientSHAP (Lundberg & Lee, 2017) draws one row index
+    per sample for all inputs. For ``F(a, b) = a b`` at ``(1, 1)`` with background pairs ``(0, 1)`` and ``(1, 0)``
+    every path has a constant gradient, so each sample attributes exactly ``(1, 0)`` or ``(0, 1)``: the sum is
+    ``F(x) - F(b) = 1`` whatever the draws. Independent draws per input (Captum's) also pair ``(0, 0)`` and
+    ``(1, 1)`` and break this."""
+    from pellucid.attr import GradientShap
+    x = (torch.ones(3, 1, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64))
+    bases = (torch.tensor([[0.0], [1.0]], dtype=torch.float64), torch.tensor([[1.0], [0.0]], dtype=torch.float64))
+    a, b = GradientShap(Product()).attribute(x, bases, n_samples=7, seed=seed)
+    torch.testing.assert_close(a + b, torch.ones_like(a))
+    torch.testing.assert_close(a * 7, (a * 7).round())  # an average of 7 draws of 0 or 1
+
+
+def test_noise_tunnel_draws_paired_baselines_from_the_distribution():
+    """``draw_baseline_from_distrib=True``: one background row per noisy sample for all inputs (as above), so IG on
+    ``F(a, b) = a b`` from the pairs ``(0, 1)`` / ``(1, 0)`` sums to exactly 1 per example."""
+    from pellucid.attr import IntegratedGradients, NoiseTunnel
+    x = (torch.ones(3, 1, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64))
+    bases = (torch.tensor([[0.0], [1.0]], dtype=torch.float64), torch.tensor([[1.0], [0.0]], dtype=torch.float64))
+    a, b = NoiseTunnel(IntegratedGradients(Product())).attribute(
+        x, nt_samples=6, stdevs=0.0, baselines=bases, draw_baseline_from_distrib=True, seed=0)
+    torch.testing.assert_close(a + b, torch.ones_like(a))
