@@ -131,12 +131,20 @@ SOFTMAX = {F.softmax, torch.softmax, T.softmax}
 LOG_SOFTMAX = {F.log_softmax, torch.log_softmax, T.log_softmax}
 
 
-def _elementwise_derivative(compute: Callable[[Tensor], Tensor], x: Tensor, func: Callable | None = None) -> Tensor:
-    """``dy_i/dx_i`` of the map treated elementwise: autograd for elementwise functions; the Jacobian's diagonal
-    for softmax (``y(1 - y)``) and log-softmax (``1 - softmax``), whose column sums autograd would give instead."""
+RELU = {F.relu, torch.relu, T.relu, torch.relu_, T.relu_, F.relu_}
+
+
+def _elementwise_derivative(compute: Callable[[Tensor], Tensor], x: Tensor, func: Callable | None = None,
+                            y: Tensor | None = None) -> Tensor:
+    """``dy_i/dx_i`` of the map treated elementwise: autograd for elementwise functions (ReLU's ``x > 0`` directly);
+    the Jacobian's diagonal for softmax (``y(1 - y)``) and log-softmax (``1 - softmax``), whose column sums
+    autograd would give instead. ``y``: the map's output at ``x`` if already computed."""
+    if func in RELU:
+        return (x.detach() > 0).to(x.dtype)
     if func in SOFTMAX or func in LOG_SOFTMAX:
         with torch.no_grad():
-            y = compute(x.detach())
+            if y is None:
+                y = compute(x.detach())
             p = y if func in SOFTMAX else y.exp()
             return p * (1 - p) if func in SOFTMAX else 1 - p
     with torch.enable_grad():
@@ -163,7 +171,7 @@ def rescale_rule(refs: _References, eps: float) -> Callable:
             dx = dx.abs_()  # in place: |dx| (two passes, no new tensor, to find entries below eps)
             small = dx < eps if dx.numel() > 0 and bool(dx.amin() < eps) else None
         if small is not None:
-            m = torch.where(small, _elementwise_derivative(compute, x, func), m)
+            m = torch.where(small, _elementwise_derivative(compute, x, func, y), m)
         out = override_grad(x, y, lambda g: g * m)
         return write_back(func, args, kwargs, out, pos)
 
