@@ -165,3 +165,29 @@ def test_noise_tunnel_draws_paired_baselines_from_the_distribution():
     a, b = NoiseTunnel(IntegratedGradients(Product())).attribute(
         x, nt_samples=6, stdevs=0.0, baselines=bases, draw_baseline_from_distrib=True, seed=0)
     torch.testing.assert_close(a + b, torch.ones_like(a))
+
+
+# -- DeepLift max pooling where the reference wins a window -------------------------------------------------------
+class PoolHead(nn.Module):
+    def __init__(self, relu: bool):
+        super().__init__()
+        self.act = nn.ReLU() if relu else nn.Identity()
+        self.pool = nn.MaxPool2d((1, 2))
+
+    def forward(self, x):
+        return 2.0 * self.pool(self.act(x)).flatten(1)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_deeplift_max_pool_reference_winner_is_unchanged_by_an_identity_relu(relu):
+    """Window ``x = (0.1, 0.3)``, reference ``(0.5, 0.5)``: the reference has the larger maximum, so the winner rule
+    sends ``2 (max x - max x') = -0.4`` to the reference's winner (the first of the tie), divided by that
+    position's ``x - x'`` and multiplied back: attributions ``(-0.4, 0)``. A ReLU on positive values is the
+    identity and must not change this (Captum's module hooks route the window to the input's winner once a ReLU
+    module precedes the pool: ``(0, -0.4)``)."""
+    from pellucid.attr import DeepLift
+    x = torch.tensor([[[[0.1, 0.3]]]], dtype=torch.float64)
+    b = torch.tensor([[[[0.5, 0.5]]]], dtype=torch.float64)
+    attr, delta = DeepLift(PoolHead(relu)).attribute(x, b, target=0, return_convergence_delta=True)
+    torch.testing.assert_close(attr.flatten(), torch.tensor([-0.4, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(delta, torch.zeros(1, dtype=torch.float64))
