@@ -191,3 +191,24 @@ def test_deeplift_max_pool_reference_winner_is_unchanged_by_an_identity_relu(rel
     attr, delta = DeepLift(PoolHead(relu)).attribute(x, b, target=0, return_convergence_delta=True)
     torch.testing.assert_close(attr.flatten(), torch.tensor([-0.4, 0.0], dtype=torch.float64))
     torch.testing.assert_close(delta, torch.zeros(1, dtype=torch.float64))
+
+
+# -- Lime / KernelShap coefficients are indexed by the user's feature ids ----------------------------------------
+@pytest.mark.parametrize("method", [KernelShap, Lime])
+def test_interpretable_coefficients_are_indexed_by_feature_id(method):
+    """``return_input_shape=False`` returns one coefficient per feature id, column ``j`` for id ``j`` (Captum's
+    layout), so ids that skip numbers keep their place: ids ``{0, 2, 5}`` give 6 columns, the unused ids 0. On an
+    additive model (no interactions) with a zero baseline the coefficient of a group is exactly its contribution
+    ``sum_{i in group} w_i x_i`` for KernelSHAP (Lundberg & Lee, 2017) and for LIME with a linear surrogate."""
+    x = _x()
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    model = lambda t: t @ w  # noqa: E731
+    mask = torch.tensor([[0, 0, 2, 5]])
+    coef = method(model).attribute(x, feature_mask=mask, return_input_shape=False, n_samples=200, seed=0)
+    assert coef.shape == (3, 6)
+    contrib = x * w
+    expected = torch.zeros(3, 6, dtype=torch.float64)
+    expected[:, 0], expected[:, 2], expected[:, 5] = contrib[:, :2].sum(1), contrib[:, 2], contrib[:, 3]
+    torch.testing.assert_close(coef, expected)
+    spread = method(model).attribute(x, feature_mask=mask, n_samples=200, seed=0)
+    torch.testing.assert_close(spread, coef[:, mask[0]])

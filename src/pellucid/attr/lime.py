@@ -123,10 +123,20 @@ def coalition_scores(
 
 def coefficients_result(coef: Tensor, mask: FeatureMask, scores: Scores, return_input_shape: bool, was_tuple: bool):
     """``coef (N, K, G)`` -> the inputs' shapes, or ``(N, G)`` (``(N, *out_shape, G)`` for all outputs); in
-    aggregate mode ``(K, ...)`` / ``(K, G)``."""
+    aggregate mode ``(K, ...)`` / ``(K, G)``.
+
+    Without the input shape, column ``j`` is the coefficient of the user's feature id ``j`` (as in Captum): with
+    ids that skip numbers (``{0, 2, 5}``) the result has ``max id + 1`` columns and an id that labels no position
+    gets 0 (it cannot change the output)."""
     if return_input_shape:
         return restore_form(finish(mask.spread(coef), scores), was_tuple)
-    return finish([coef], scores)[0]
+    out = finish([coef], scores)[0]
+    labels = mask.labels.to(out.device)
+    if labels.numel() and int(labels.min()) >= 0 and not torch.equal(labels, torch.arange(labels.numel(), device=out.device)):
+        full = out.new_zeros(out.shape[:-1] + (int(labels.max()) + 1,))
+        full[..., labels] = out
+        out = full
+    return out
 
 
 class Lime(PerturbationAttribution):
