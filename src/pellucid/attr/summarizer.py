@@ -244,11 +244,13 @@ def _check_stats(stats: Any) -> list[Stat]:
 
 
 class SummarizerSingleTensor:
-    """Statistics of one stream of tensors of a fixed shape. Prefer :class:`Summarizer`."""
+    """Statistics of one stream of tensors of a fixed shape. Prefer :class:`Summarizer`. ``summary_stats_indices``
+    (Captum's argument) limits :attr:`summary` to those positions of ``stats`` (default: all)."""
 
-    def __init__(self, stats: Sequence[Stat]) -> None:
+    def __init__(self, stats: Sequence[Stat], summary_stats_indices: Sequence[int] | None = None) -> None:
         self.moments = _Moments()
         self.stats = [copy.deepcopy(s) for s in stats]
+        self._shown = list(range(len(self.stats))) if summary_stats_indices is None else list(summary_stats_indices)
         for s in self.stats:
             s._bind(self.moments)
         self._custom = [s for s in self.stats if not getattr(s, "_builtin", False)]
@@ -277,7 +279,7 @@ class SummarizerSingleTensor:
 
     @property
     def summary(self) -> dict[str, StatValue | None]:
-        return {s.name: s.get() for s in self.stats}
+        return {self.stats[i].name: self.stats[i].get() for i in self._shown}
 
 
 def _as_tensor(x: Any) -> Tensor:
