@@ -374,3 +374,16 @@ def test_dataset_forms_give_the_same_examples():
         Examples([torch.zeros(3)])[0]
     with pytest.raises(ValueError, match="as many labels"):
         Examples((ids, y[:2]))
+
+
+
+def test_non_finite_results_export_as_null(client):
+    """DeepLift with eps=0 divides by zero where an activation equals its reference: the JSON export must still
+    answer (JSON has no NaN), with null in place of the non-finite numbers."""
+    job = run_job(client, {"example": 1, "model": "cnn", "method": "LayerDeepLift", "args": {"eps": 0.0},
+                           "target": 0})
+    if job["status"] != "done":
+        pytest.skip(f"the job ended {job['status']}: nothing to export")
+    r = client.get("/api/export.json", params={"jobs": job["id"]})
+    assert r.status_code == 200, r.text
+    assert "NaN" not in r.text and "Infinity" not in r.text

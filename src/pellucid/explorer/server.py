@@ -9,6 +9,7 @@ any other address a token is required on every request but ``/api/health`` (head
 # no "from __future__ import annotations": FastAPI reads the endpoint annotations, some of them local classes
 
 import json
+import math
 import secrets
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -336,7 +337,7 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
             if by_name[job.request["dataset"]].modality == "image":
                 r["attribution_map"] = [[round(float(v), 7) for v in row] for row in a[0].sum(0)]
             out.append({"job": jid, "request": job.request, **r})
-        return {"views": out, "metric_info": {m: METRIC_INFO[m] for m in METRICS}}
+        return _finite({"views": out, "metric_info": {m: METRIC_INFO[m] for m in METRICS}})
 
     @app.get("/api/export.png", responses={200: {"content": {"image/png": {}}}})
     def export_png(jobs: str = JobList, style: Style = "blended_heat_map", sign: Sign = "absolute"):
@@ -367,6 +368,16 @@ def create_app(explorers: Sequence[Explorer] | Explorer, token: str | None = Non
         if job is None:
             raise HTTPException(404, f"unknown job {job_id!r} (jobs are kept while the server runs)")
         return job
+
+    def _finite(value: Any) -> Any:
+        """JSON has no NaN or infinity (a method with eps=0 can produce them): such numbers become null."""
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: _finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_finite(v) for v in value]
+        return value
 
     def _done(job_id: str) -> Job:
         job = _job(job_id)
