@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 pytest.importorskip("zarr")
 
 from conftest import assert_same_state, model_state
-from pellucid.attr import IntegratedGradients, Saliency
+from pellucid.attr import IntegratedGradients
 from pellucid.cli import main
 from pellucid.jobs import JobConfigError, attribute_dataset, load_config, open_store
 from pellucid.jobs.demo import tiny_dataset, tiny_model

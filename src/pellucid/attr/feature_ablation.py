@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import torch
-from torch import Tensor
-
 from ..core.inputs import BaselineType, TensorOrTuple, restore_form
 from ..core.perturb import CoalitionPlan, MaskType, ablation_present, finish
 from ..core.targets import TargetType
