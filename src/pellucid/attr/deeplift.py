@@ -76,10 +76,32 @@ UNSUPPORTED = {
 }
 
 
-class _References:
-    """Inputs of nonlinearity calls recorded on the baselines, consumed in the same order on the inputs."""
+class _LayoutMismatch(Exception):
+    """A reference recorded on one baseline row does not broadcast to the inputs' rows (the model merges the batch
+    with another dim): the chunk is redone with a reference pass on every row."""
 
-    def __init__(self) -> None:
+
+def _broadcast_to(t: Tensor, shape: torch.Size) -> Tensor:
+    """``t`` expanded to ``shape`` (a view), for references recorded on one shared baseline row."""
+    if t.shape == shape:
+        return t
+    try:
+        if t.dim() == len(shape) and torch.broadcast_shapes(t.shape, shape) == shape:
+            return t.expand(shape)
+    except RuntimeError:
+        pass
+    raise _LayoutMismatch
+
+
+class _References:
+    """Inputs of nonlinearity calls recorded on the baselines, consumed in the same order on the inputs.
+
+    ``shared``: the reference pass ran on one baseline row that every example shares (a batch-1 baseline, no
+    per-example forward arguments); rows are independent, so each recorded tensor, whose batch dim then has size 1,
+    broadcasts to the inputs' rows exactly as the same row repeated would (see :func:`deeplift_multipliers`)."""
+
+    def __init__(self, shared: bool = False) -> None:
+        self.shared = shared
         self.calls: list[tuple[Callable, Tensor, int, Any]] = []
         self.pos = 0
         self.output: tuple[Tensor, Tensor | None] | None = None  # recorded (output, pool indices) of the last next()
@@ -109,6 +131,8 @@ class _References:
         self.pos += 1
         # usable unless the model changed the recorded output in place after the call
         self.output = kept[:2] if kept is not None and kept[0]._version == kept[2] else None
+        if f0 is func and x0.shape != x.shape and self.shared:
+            x0 = _broadcast_to(x0, x.shape)
         if f0 is not func or x0.shape != x.shape:
             raise RuntimeError(
                 f"DeepLift: nonlinearity call {self.pos} is {name}{tuple(x.shape)} on the inputs but "
@@ -166,6 +190,8 @@ def rescale_rule(refs: _References, eps: float) -> Callable:
             y = compute(x.detach())
             if y0 is None:
                 y0 = compute(x0)
+            elif y0.shape != y.shape:
+                y0 = _broadcast_to(y0, y.shape)
             dx = x.detach() - x0
             m = torch.sub(y, y0).div_(dx)  # difference quotients; 0/0 and tiny |dx| are replaced below
             dx = dx.abs_()  # in place: |dx| (two passes, no new tensor, to find entries below eps)
@@ -225,6 +251,8 @@ def maxpool_rule(refs: _References, eps: float) -> Callable:
             y, ix, dims, wants = _pool_with_indices(func, (x.detach(),) + tuple(args[1:]), kwargs)
             if recorded is not None:
                 y0, i0 = recorded
+                if y0.shape != y.shape:
+                    y0, i0 = _broadcast_to(y0, y.shape), _broadcast_to(i0, y.shape)
             else:
                 y0, i0, _, _ = _pool_with_indices(func, (x0,) + tuple(args[1:]), kwargs)
         lead = x.dim() - dims
@@ -297,7 +325,15 @@ def deeplift_multipliers(
 ) -> None:
     """The DeepLIFT loop: ``build(rows) -> (input_rows, baseline_rows, example_index)``; the multipliers of each
     chunk go to ``consume(rows, ex, multipliers, input_rows, baseline_rows, F(inputs), F(baselines))``."""
-    state: dict[str, Any] = {}
+    fwd, model = call.ev.fwd, call.ev.model
+    per_example_args = any(isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == fwd.n
+                           for v in (*fwd.args, *fwd.kwargs.values()))
+    # one reference row for all examples when they share it: baseline rows that are one row expanded (a batch-1
+    # baseline, stride 0), no per-example forward arguments and a module in eval mode (in training mode, e.g.
+    # BatchNorm, rows are not independent); the reference pass on that row gives every example's references
+    # (broadcast), at 1/N of the cost
+    rows_independent = isinstance(model, torch.nn.Module) and not any(m.training for m in model.modules())
+    state: dict[str, Any] = {"share": rows_independent and not per_example_args, "consumed": False}
 
     def build_inputs(rows: Tensor):
         xs, bs, ex = build(rows)
@@ -306,17 +342,35 @@ def deeplift_multipliers(
 
     @contextmanager
     def context(xs: tuple[Tensor, ...], ex: Tensor):
-        refs = _References()
-        with torch.no_grad(), recording(refs):
-            # the model gets copies: it may write its input in place, and the baseline rows are needed afterwards
-            state["f_b"] = call.ev.target.select(call.ev.run(tuple(b.clone() for b in state["bs"]), ex), ex)
+        bs, n = state["bs"], ex.shape[0]
+        refs = None
+        if state["share"] and n > 1 and all(b.dim() > 0 and b.shape[0] == n and b.stride(0) == 0 for b in bs):
+            refs = _References(shared=True)
+            with torch.no_grad(), recording(refs):
+                out = call.ev.run(tuple(b[:1].clone() for b in bs), ex[:1])
+            if isinstance(out, Tensor) and out.dim() > 0 and out.shape[0] == 1:
+                state["f_b"] = call.ev.target.select(out.expand((n,) + tuple(out.shape[1:])), ex)
+            else:  # an output without a batch dim to broadcast: the usual reference pass
+                refs, state["share"] = None, False
+        if refs is None:
+            refs = _References()
+            with torch.no_grad(), recording(refs):
+                # the model gets copies: it may write its input in place, and the baseline rows are needed afterwards
+                state["f_b"] = call.ev.target.select(call.ev.run(tuple(b.clone() for b in bs), ex), ex)
         with rescaling(refs, eps):
             yield
 
     def on_grads(rows: Tensor, ex: Tensor, grads: tuple[Tensor, ...], score: Tensor) -> None:
+        state["consumed"] = True
         consume(rows, ex, grads, state["xs"], state["bs"], score, state["f_b"])
 
-    call.ev.grad_rows(n_rows, build_inputs, on_grads, call.inputs, tag=tag, context=context)
+    try:
+        call.ev.grad_rows(n_rows, build_inputs, on_grads, call.inputs, tag=tag, context=context)
+    except _LayoutMismatch:
+        if state["consumed"]:  # cannot happen (the first chunk of more than one row fails), but never add twice
+            raise RuntimeError("DeepLift: the model's layout of the batch changed between chunks") from None
+        state["share"] = False  # the model merges the batch with another dim: a reference pass on every row
+        call.ev.grad_rows(n_rows, build_inputs, on_grads, call.inputs, tag=tag, context=context)
 
 
 def _custom_arity(custom: Callable) -> int:
