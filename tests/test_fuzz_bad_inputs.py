@@ -443,18 +443,7 @@ def test_bad_baselines(name, value):
     expect_error(name, "baselines", baselines=value)
 
 
-# layer_perturbation.py (owned by another engineer) hands layer_baselines / layer_mask to FeatureAblation and
-# FeaturePermutation unchecked, whose messages then say "baselines" / "feature_mask". Strict: the marks must go
-# when it checks them itself (format_baselines(..., acts, "layer_baselines"), format_feature_mask(..., "layer_mask")).
-_INNER_NAMES = pytest.mark.xfail(strict=True, reason="layer_perturbation.py reports the inner method's argument names")
-
-
-def _known(names: list[str], mark: Any) -> list:
-    return [pytest.param(n, marks=mark) if n in ("LayerFeatureAblation", "LayerFeaturePermutation") else n
-            for n in names]
-
-
-@pytest.mark.parametrize("name", _known(taking("layer_baselines"), _INNER_NAMES))
+@pytest.mark.parametrize("name", taking("layer_baselines"))
 @FUZZ
 @given(value=st.one_of(_bad_shapes(LAYER_SHAPE).map(torch.zeros), st.text(max_size=2)))
 def test_bad_layer_baselines(name, value):
@@ -580,7 +569,7 @@ def test_bad_feature_mask(name, value):
     expect_error(name, "feature_mask", feature_mask=value)
 
 
-@pytest.mark.parametrize("name", _known(taking("layer_mask"), _INNER_NAMES))
+@pytest.mark.parametrize("name", taking("layer_mask"))
 @FUZZ
 @given(value=_bad_masks(LAYER_SHAPE))
 def test_bad_layer_mask(name, value):

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..core.inputs import TensorOrTuple
+from ..core.inputs import TensorOrTuple, format_baselines
+from ..core.perturb import format_feature_mask
 from ..core.targets import TargetType
 from .feature_ablation import FeatureAblation
 from .feature_permutation import FeaturePermutation
@@ -53,8 +54,12 @@ class LayerFeatureAblation(LayerAttribution):
         with call.guard, space:
             acts = space.activations(call.ev, call.inputs, torch.arange(call.n))
             k = len(acts)
+            layer_baselines, layer_mask = _per_activation(layer_baselines, k), _per_activation(layer_mask, k)
+            # checked here so that errors name this method's arguments, not the inner method's
+            format_baselines(layer_baselines, acts, "layer_baselines")
+            format_feature_mask(layer_mask, acts, "layer_mask")
             out = FeatureAblation(space).attribute(
-                acts, _per_activation(layer_baselines, k), call.ev.target, args, _per_activation(layer_mask, k),
+                acts, layer_baselines, call.ev.target, args, layer_mask,
                 perturbations_per_eval, show_progress, forward_kwargs=kwargs, batch_size=batch_size,
             )
         return space.restore_form(out)
@@ -87,8 +92,10 @@ class LayerFeaturePermutation(LayerAttribution):
         args, kwargs = space_args(call)
         with call.guard, space:
             acts = space.activations(call.ev, call.inputs, torch.arange(call.n))
+            layer_mask = _per_activation(layer_mask, len(acts))
+            format_feature_mask(layer_mask, acts, "layer_mask")  # errors name this method's argument
             out = FeaturePermutation(space).attribute(
-                acts, call.ev.target, args, _per_activation(layer_mask, len(acts)), perturbations_per_eval,
+                acts, call.ev.target, args, layer_mask, perturbations_per_eval,
                 show_progress, forward_kwargs=kwargs, batch_size=batch_size, generator=generator, seed=seed,
             )
         return space.restore_form(out)
