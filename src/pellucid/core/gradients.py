@@ -48,8 +48,13 @@ class Evaluator:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.desc = desc
-        params = model.parameters() if isinstance(model, torch.nn.Module) else ()
-        self._param_ptrs = {p.untyped_storage().data_ptr() for p in params}
+
+    @property
+    def _param_ptrs(self) -> set[int]:
+        """Storages of the model's parameters (excluded from a probe's count of saved bytes); only probes need
+        them, so they are collected then, not on every call."""
+        params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else ()
+        return {p.untyped_storage().data_ptr() for p in params}
 
     # -- chunking -------------------------------------------------------------------------------------------
     def chunks(self, n_rows: int, row_example: tuple[Tensor, ...], kind: str = "grad", tag: Any = None) -> Chunker:

@@ -33,14 +33,23 @@ class ModelGuard:
     def __enter__(self) -> "ModelGuard":
         modules = list(self.model.modules()) if isinstance(self.model, nn.Module) else []
         self._modes = [(m, m.training) for m in modules]
-        params = list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
-        self._grads = [(p, p.requires_grad) for p in params]
+        # parameters and buffers of every module, each once (one walk of the modules, as parameters() would do)
+        params: dict[int, Any] = {}
+        buffers: dict[int, Any] = {}
+        for m in modules:
+            for p in m._parameters.values():
+                if p is not None:
+                    params.setdefault(id(p), p)
+            for b in m._buffers.values():
+                if b is not None:
+                    buffers.setdefault(id(b), b)
+        self._grads = [(p, p.requires_grad) for p in params.values()]
         # buffers change when a module runs in training mode (BatchNorm running statistics): keep a copy
-        buffers = list(self.model.buffers()) if isinstance(self.model, nn.Module) else []
-        self._buffers = [(b, b.detach().clone()) for b in buffers]
+        self._buffers = [(b, b.detach().clone()) for b in buffers.values()]
         if self.freeze:
-            for p in params:
-                p.requires_grad_(False)
+            for p, flag in self._grads:
+                if flag:
+                    p.requires_grad_(False)
         return self
 
     def add_handle(self, handle: Any) -> None:
@@ -55,7 +64,8 @@ class ModelGuard:
             h.remove()
         self._handles.clear()
         for p, flag in self._grads:
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
         for m, mode in self._modes:
             m.training = mode
         with torch.no_grad():
