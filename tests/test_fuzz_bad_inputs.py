@@ -598,6 +598,15 @@ def test_bad_strides(name, value):
     expect_error(name, "strides", strides=value)
 
 
+@pytest.mark.parametrize("name", taking("strides"))
+@pytest.mark.parametrize("value", [2**70, (1, 2**63, 1)])
+def test_strides_beyond_int64(name, value):
+    """Was an OverflowError from torch; a stride of 2**62 (past the input) is still valid: one window position."""
+    expect_error(name, "strides", strides=value)
+    _, error, _ = call(name, strides=2**62)
+    assert error is None, error
+
+
 # -- neuron selectors, random state -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", taking("neuron_selector"))
 @FUZZ
@@ -609,6 +618,17 @@ def test_bad_strides(name, value):
 ))
 def test_bad_neuron_selector(name, value):
     expect_error(name, "neuron_selector", neuron_selector=value)
+
+
+@pytest.mark.parametrize("name", taking("neuron_selector"))
+@pytest.mark.parametrize("value", [(0, slice(0, 4, 0), 1), (0, slice(None, None, -1), 1),
+                                   (0, slice(2, 2), 1), (0, 1, slice(5, None)), (0, slice("a"), 1)])
+def test_neuron_selector_slices_that_select_nothing(name, value):
+    """A zero or negative step (was Python's "slice step cannot be zero"), an empty slice (was silently zero
+    attributions) and a non-int bound are errors naming neuron_selector; a non-empty slice is valid."""
+    expect_error(name, "neuron_selector", neuron_selector=value)
+    _, error, _ = call(name, neuron_selector=(0, slice(1, 4, 2), 1))
+    assert error is None, error
 
 
 @pytest.mark.parametrize("name,arg", classes_taking("generator", "seed"))

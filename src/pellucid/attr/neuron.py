@@ -44,6 +44,14 @@ def check_selector(selector: Any) -> None:
     if isinstance(selector, tuple) and selector and all(
         isinstance(s, slice) or (isinstance(s, int) and not isinstance(s, bool)) for s in selector
     ):
+        for s in selector:
+            if not isinstance(s, slice):
+                continue
+            if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (s.start, s.stop, s.step)):
+                raise TypeError(f"neuron_selector {selector!r}: slice bounds and steps must be ints or None; received {s!r}")
+            if s.step is not None and s.step < 1:
+                raise ValueError(f"neuron_selector {selector!r}: slice steps must be positive ints (as in torch "
+                                 f"indexing); received step {s.step} in {s!r}")
         return
     raise TypeError(
         "neuron_selector must be an int, a non-empty tuple of ints/slices (one per layer dim after the batch) or a "
@@ -76,6 +84,11 @@ def _index(value: Any, selector: Any) -> tuple:
             raise ValueError(
                 f"neuron_selector {selector!r}: index {s} is out of range for dim {i + 1} of the layer's value "
                 f"{tuple(value.shape)}"
+            )
+        if isinstance(s, slice) and len(range(*s.indices(size))) == 0:
+            raise ValueError(
+                f"neuron_selector {selector!r}: slice {s!r} selects no neuron of dim {i + 1} of the layer's value "
+                f"{tuple(value.shape)}; give a slice that selects at least one index"
             )
     return idx
 

@@ -58,6 +58,8 @@ def _per_input(value: Any, inputs: tuple[Tensor, ...], name: str, default: int |
             )
         if any(e < 1 for e in v):
             raise ValueError(f"{where} must hold positive ints; received {tuple(v)}")
+        if any(e >= 2**63 for e in v):  # torch sizes and indices are int64
+            raise ValueError(f"{where} must hold ints below 2**63 (torch's int64 sizes); received {tuple(v)}")
         out.append(tuple(v))
     return out
 
