@@ -45,6 +45,9 @@ class LimeBase(PerturbationAttribution):
     """
 
     _multiply_by_inputs = False
+    # the model is called on the samples (from_interp_rep_transform's outputs, or perturb_func's), not on inputs,
+    # so the check of inputs/additional_forward_args against forward's signature does not apply
+    _model_takes_inputs = False
 
     def __init__(
         self,

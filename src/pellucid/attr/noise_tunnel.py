@@ -17,7 +17,7 @@ from torch import Tensor
 from ..core.errors import check_choice, check_generator, check_positive_int
 from ..core.inputs import ForwardArgs, TensorOrTuple, format_baselines, format_distribution, format_inputs, restore_form
 from ..core.perturb import format_feature_mask
-from ..core.targets import Target
+from ..core.targets import Target, _plain
 from ._base import Attribution
 from .gradient_shap import gaussian_like, noise_stdevs
 
@@ -82,6 +82,7 @@ def _expand_arguments(kwargs: dict, xs: tuple[Tensor, ...], times: int, distribu
     n = xs[0].shape[0]
     kwargs = dict(kwargs)
     if "target" in kwargs:
+        kwargs["target"] = _plain(kwargs["target"])  # numpy integers / arrays as ints / tensors (then repeated)
         _check_target(kwargs["target"], n)
         kwargs["target"] = _repeat_target(kwargs["target"], times)
     b = kwargs.get("baselines")

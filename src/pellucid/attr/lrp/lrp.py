@@ -159,7 +159,17 @@ def _check_setup(model: Any, composite: Any, canonizers: Any) -> tuple[Composite
     composite = epsilon_composite() if composite is None else composite
     if not isinstance(composite, Composite):
         raise TypeError(f"composite must be a Composite (e.g. epsilon_plus()); received {type(composite).__name__}")
-    canonizers = default_canonizers() if canonizers is None else list(canonizers)
+    if canonizers is None:
+        canonizers = default_canonizers()
+    elif isinstance(canonizers, Canonizer):
+        raise TypeError(f"canonizers must be a list of Canonizer (e.g. [MergeBatchNorm()]) or None; received a single "
+                        f"{type(canonizers).__name__}: wrap it in a list")
+    else:
+        try:
+            canonizers = list(canonizers)
+        except TypeError:
+            raise TypeError("canonizers must be a list of Canonizer (e.g. [MergeBatchNorm()]), [] for none, or None "
+                            f"for the default; received {type(canonizers).__name__}") from None
     for i, c in enumerate(canonizers):
         if not isinstance(c, Canonizer):
             raise TypeError(f"canonizers[{i}] must be a Canonizer (e.g. MergeBatchNorm()); received {type(c).__name__}")
