@@ -100,12 +100,13 @@ def attribute_dataset(
     """
     if store is None:
         raise ValueError("store must be a directory path for the results; received None")
+    # passed as given: JobConfig checks each field (None tables -> {}) and its errors name the field
     config = JobConfig(
-        model=model_factory, dataset=dataset, method=method, store=store, method_kwargs=dict(method_kwargs or {}),
-        method_init=dict(method_init or {}), model_kwargs=dict(model_kwargs or {}),
-        dataset_kwargs=dict(dataset_kwargs or {}), target=target, metrics=list(metrics), batch_size=batch_size,
+        model=model_factory, dataset=dataset, method=method, store=store, method_kwargs=method_kwargs,
+        method_init=method_init, model_kwargs=model_kwargs, dataset_kwargs=dataset_kwargs, target=target,
+        metrics=list(metrics) if isinstance(metrics, (list, tuple)) else metrics, batch_size=batch_size,
         seed=seed, engine=engine, num_workers=num_workers, device=device, memory_budget=memory_budget,
-        show_progress=show_progress, metadata=dict(metadata or {}),
+        show_progress=show_progress, metadata=metadata,
     )
     return run_job(config, restart=restart)
 
