@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from pellucid.analysis.agnostic import class_saliency, concentration, saliency_iou
+from pellucid.analysis.agnostic import backdoor_scan, class_saliency, concentration, saliency_iou
 
 
 def _linear(seed=0):
@@ -70,3 +70,36 @@ def test_translated_iou_finds_the_shape_anywhere():
     mask[5:7, 5:7] = True
     assert saliency_iou(s, mask) == 0.0
     assert saliency_iou(s, mask, translate=True) == pytest.approx(1.0)
+
+
+def _conv():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 3))
+
+
+def test_an_input_shape_the_model_does_not_take_names_input_shape():
+    """The first forward on (1, *input_shape) fails inside the model: a ValueError naming input_shape, with the
+    model's exception kept as the cause; the model is left as it came."""
+    model = _conv().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"input_shape \(8,\)") as info:
+        class_saliency(model, 0, (8,), iterations=1)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    for bad in [8, "3x8x8", (3, 0, 8), (3, 8.5, 8), ()]:
+        with pytest.raises((TypeError, ValueError), match="input_shape"):
+            class_saliency(model, 0, bad, iterations=1)
+
+
+def test_backdoor_scan_checks_classes_and_window_before_any_work():
+    model = _conv()
+    for bad in [[], (), "01", [0, -1], [0, 1.0], None]:
+        with pytest.raises(ValueError, match="classes"):
+            backdoor_scan(model, bad, (3, 8, 8), iterations=1)
+    for bad in [0, 9, 2.5]:
+        with pytest.raises(ValueError, match="window"):
+            backdoor_scan(model, [0], (3, 8, 8), window=bad, iterations=1)
+    scan = backdoor_scan(model, [2, 0], (3, 8, 8), window=3, iterations=2, batch_size=4, refine_steps=1)
+    assert sorted(scan.ranking) == [0, 2]

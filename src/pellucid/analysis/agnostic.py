@@ -14,6 +14,7 @@ choice is a field of the config.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -123,9 +124,7 @@ def class_saliency(model: nn.Module, target: int, input_shape: Sequence[int], co
     deterministic. The model is left as it came (evaluated in its current mode, parameters frozen inside)."""
     cfg = AgnosticConfig(**{**(asdict(config) if config else {}), **overrides})
     cfg.check()
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be the shape of one input, e.g. (3, 32, 32); received {input_shape!r}")
+    shape = _input_shape(input_shape)
     if isinstance(target, bool) or not isinstance(target, int) or target < 0:
         raise ValueError(f"target must be a non-negative class index; received {target!r}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -138,7 +137,12 @@ def class_saliency(model: nn.Module, target: int, input_shape: Sequence[int], co
     losses, fooling = [], []
     with ModelGuard(model):
         with torch.no_grad():
-            n_classes = model(_sample(cfg, (1, *shape), gen, device)).shape[-1]
+            try:
+                n_classes = model(_sample(cfg, (1, *shape), gen, device)).shape[-1]
+            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                raise ValueError(f"input_shape {shape}: the model failed on an input of shape (1, *input_shape) = "
+                                 f"{(1, *shape)} ({type(e).__name__}: {e}); input_shape must be the shape of one "
+                                 "input the model takes, without the batch dim") from e
         if target >= n_classes:
             raise ValueError(f"target {target} is out of range for a model with {n_classes} outputs")
         labels = torch.full((cfg.batch_size,), target, device=device)
@@ -169,6 +173,21 @@ def class_saliency(model: nn.Module, target: int, input_shape: Sequence[int], co
              "perturbation_norm": float(rho.norm() if cfg.norm == "l2" else rho.abs().max()), "radius": radius,
              "map_target_probability": map_prob, "config": asdict(cfg), "seed": seed}
     return ClassSaliency(target, rho.detach(), refined, saliency.detach(), stats)
+
+
+def _input_shape(input_shape: Any) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints, else a ``ValueError``/``TypeError`` naming it."""
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (Sequence, torch.Size)):
+        raise TypeError(f"input_shape must be a sequence of ints (one input's shape, e.g. (3, 32, 32)); received "
+                        f"{type(input_shape).__name__}")
+    try:
+        shape = tuple(operator.index(s) for s in input_shape if not isinstance(s, bool))  # ints, numpy ints
+    except TypeError:
+        shape = ()
+    if not shape or len(shape) != len(input_shape) or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be the shape of one input, positive ints such as (3, 32, 32); received "
+                         f"{input_shape!r}")
+    return shape
 
 
 def _refine(model: nn.Module, rho: Tensor, target: int, cfg: AgnosticConfig) -> tuple[Tensor, float]:
@@ -228,9 +247,18 @@ def backdoor_scan(model: nn.Module, classes: Sequence[int], input_shape: Sequenc
     ``window`` square (default: an eighth of the smaller side, at least 3) is the score, the square is the
     candidate trigger. A backdoored class is reached from any input by pasting the trigger, so its map
     concentrates in the trigger's square; a clean class's map spreads over a shape-like pattern."""
-    shape = tuple(int(s) for s in input_shape)
+    shape = _input_shape(input_shape)
     if len(shape) != 3:
         raise ValueError(f"backdoor_scan needs image inputs (C, H, W); received input_shape {input_shape!r}")
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not classes:
+        raise ValueError(f"classes must be a non-empty sequence of class indices to scan; received {classes!r}")
+    bad = [c for c in classes if isinstance(c, bool) or not isinstance(c, int) or c < 0]
+    if bad:
+        raise ValueError(f"classes must hold non-negative int class indices; received {bad[0]!r} in {classes!r}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                               or not 1 <= window <= min(shape[1:])):
+        raise ValueError(f"window must be an int from 1 to the smaller image side {min(shape[1:])} (or None for an "
+                         f"eighth of it); received {window!r}")
     window = window or max(3, min(shape[1:]) // 8)
     scores, windows, triggers, fooling, maps = {}, {}, {}, {}, {}
     for c in classes:
