@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -79,3 +80,21 @@ def test_study_sanity_fast(tmp_path):
         assert "smoothing_lowers_sensitivity" in s["claims"][task]
     assert "ssim" in s["randomisation"]["image"]["Saliency"] and "ssim" not in s["randomisation"]["text"]["Saliency"]
     assert (out / "randomisation_image.png").exists() and (out / "smoothing_text.png").exists()
+
+
+def test_methods_must_be_a_mapping_of_name_to_method():
+    """methods=[Saliency] (a list, not name -> method) was an AttributeError ('list' has no 'items'); now a
+    TypeError naming methods, raised before any attribution, as are bad attribute_kwargs."""
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    x = torch.randn(2, 6)
+    for check in (randomisation_check, smoothing_check):
+        for bad in ([Saliency], {}, Saliency, {"Saliency": 3}):
+            with pytest.raises(TypeError, match="methods"):
+                check(model, bad, x, 0)
+        with pytest.raises(ValueError, match="attribute_kwargs has an entry 'IG'"):
+            check(model, {"Saliency": Saliency}, x, 0, attribute_kwargs={"IG": {}})
+        with pytest.raises(TypeError, match=r"attribute_kwargs\['Saliency'\]"):
+            check(model, {"Saliency": Saliency}, x, 0, attribute_kwargs={"Saliency": [1]})
+    # one similarity measure given as a name is one measure (not a sequence of letters); an instance is accepted
+    res = randomisation_check(model, {"s": Saliency(model)}, x, 0, similarity="spearman")
+    assert set(res["s"]) == {"layers", "spearman", "imprint_original", "imprint_randomised"}

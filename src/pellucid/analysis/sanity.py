@@ -32,6 +32,28 @@ def input_imprint(attributions: Any, inputs: Any, baselines: Any = None) -> Tens
     return spearman_abs(attrs, delta)
 
 
+def _check_methods(methods: Any, attribute_kwargs: Any, what: str) -> None:
+    """``methods`` a non-empty mapping name -> method; ``attribute_kwargs`` a mapping name -> dict for those names."""
+    if not isinstance(methods, Mapping) or not methods:
+        got = f"an empty {type(methods).__name__}" if isinstance(methods, Mapping) else type(methods).__name__
+        raise TypeError(f"methods must be a non-empty mapping of name -> {what}, e.g. {{'Saliency': Saliency}}; "
+                        f"received {got}")
+    for name, method in methods.items():
+        if not (callable(method) or hasattr(method, "attribute")):
+            raise TypeError(f"methods[{name!r}] must be {what}; received {type(method).__name__}")
+    if attribute_kwargs is None:
+        return
+    if not isinstance(attribute_kwargs, Mapping):
+        raise TypeError(f"attribute_kwargs must be a mapping of method name -> dict of attribute() keywords; "
+                        f"received {type(attribute_kwargs).__name__}")
+    for name, kw in attribute_kwargs.items():
+        if name not in methods:
+            raise ValueError(f"attribute_kwargs has an entry {name!r} that is not a key of methods {list(methods)}")
+        if not isinstance(kw, Mapping):
+            raise TypeError(f"attribute_kwargs[{name!r}] must be a dict of attribute() keywords; received "
+                            f"{type(kw).__name__}")
+
+
 def randomisation_check(model: nn.Module, methods: Mapping[str, Any], inputs: Any, target: Any = None, *,
                         similarity: Sequence[str] = ("spearman_abs", "spearman"), mode: str = "cascading",
                         layers: Sequence[str] | None = None, seed: int = 0,
@@ -43,6 +65,9 @@ def randomisation_check(model: nn.Module, methods: Mapping[str, Any], inputs: An
     "imprint_randomised": float}}`` where the imprints are the mean :func:`input_imprint` of the trained model's
     attributions and of the last step's (in cascading mode: every listed layer randomised). ``baselines`` is used
     for the imprint only (default zeros)."""
+    _check_methods(methods, attribute_kwargs, "an attribution class, instance or factory")
+    if isinstance(similarity, str) or callable(similarity):
+        similarity = (similarity,)  # one measure, as model_parameter_randomisation accepts
     out: dict[str, dict] = {}
     for name, method in methods.items():
         kw = dict((attribute_kwargs or {}).get(name, {}))
@@ -66,6 +91,7 @@ def smoothing_check(model: nn.Module, methods: Mapping[str, type], inputs: Any, 
     noise of radius ``sensitivity_radius``) of each method (name -> attribution class) on ``model`` and on
     ``smooth(model, beta, beta)`` for each beta. Returns ``{"variants": [...], "accuracy": {variant: float}
     (if ``accuracy`` is given), method: {variant: {"infidelity": mean, "sensitivity_max": mean}}}``."""
+    _check_methods(methods, attribute_kwargs, "an attribution class (called as cls(model))")
     variants: dict[str, nn.Module] = {"original": model, **{f"beta=r={b:g}": smooth(model, b, b) for b in betas}}
     out: dict[str, Any] = {"variants": list(variants)}
     if accuracy is not None:
