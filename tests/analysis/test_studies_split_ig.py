@@ -11,6 +11,7 @@ from conftest import assert_same_state, model_state
 from pellucid.analysis.saturation import keep_drop_curves, norm_ratio, saturation_profile
 from pellucid.attr import SplitIntegratedGradients
 from pellucid.cli import main
+from pellucid.metrics import pixel_mask
 
 
 def _additive(n_in: int = 10, bias: float = 0.5):
@@ -55,6 +56,25 @@ def test_keep_drop_curves_groups_and_baselines():
     torch.testing.assert_close(c.keep, f_base + top[:, [0, 2]], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="fractions"):
         keep_drop_curves(model, x, a, 0, fractions=(0.0, 0.5))
+
+
+def test_keep_drop_curves_channel_summed_map_broadcasts_over_channels():
+    """A map (N, 1, H, W) for images (N, 3, H, W) with per-pixel groups ranks pixels by the map: on a linear model
+    with the exact channel-summed IG map m, keeping the top-k pixels gives bias + (sum of the k largest m).
+    A map that does not broadcast to the input is a ValueError naming attributions."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 1))
+    with torch.no_grad():
+        model[1].bias.fill_(0.5)
+    x = torch.rand(2, 3, 4, 4)
+    m = (x * model[1].weight.detach().reshape(1, 3, 4, 4)).sum(1, keepdim=True)  # (2, 1, 4, 4)
+    c = keep_drop_curves(model, x, m, 0, fractions=(0.25, 0.5), feature_mask=pixel_mask(x.shape[1:]))
+    top = m.reshape(2, 16).sort(1, descending=True).values.cumsum(1).double()
+    torch.testing.assert_close(c.keep, 0.5 + top[:, [3, 7]], atol=1e-5, rtol=0)
+    torch.testing.assert_close(c.drop, 0.5 + top[:, [15]] - top[:, [3, 7]], atol=1e-5, rtol=0)
+    for bad in (torch.rand(2, 2, 4, 4), torch.rand(2, 4, 4), torch.rand(2, 1, 1, 4, 4)):
+        with pytest.raises(ValueError, match="attributions"):
+            keep_drop_curves(model, x, bad, 0)
 
 
 def test_saturation_profile_and_split_agree():

@@ -81,7 +81,10 @@ def keep_drop_curves(
     Args:
         forward_func: the model.
         inputs: tensor or tuple of tensors ``(N, ...)``.
-        attributions: matching ``inputs``; a feature's score is the sum over its elements.
+        attributions: matching ``inputs``; a feature's score is the sum over its elements. Each tensor may also
+            broadcast to its input (torch's rules, batch kept), e.g. a channel-summed map ``(N, 1, H, W)`` for
+            images ``(N, C, H, W)``: every channel of a pixel then gets the pixel's score (with a per-pixel
+            ``feature_mask`` such as :func:`pellucid.metrics.pixel_mask`, pixels are ranked by the map).
         target: as in :mod:`pellucid.attr`.
         fractions: fractions of the features in ``(0, 1]``; ``k = round(fraction * G)`` (at least 1).
         baselines: what dropped (or not kept) features become (None = 0, a number, tensors as in IG).
@@ -96,6 +99,15 @@ def keep_drop_curves(
         raise ValueError(f"fractions must be numbers in (0, 1]; received {fractions!r}")
     xs, _ = format_inputs(inputs)
     attrs = format_attributions(attributions, xs)
+    for i, (a, x) in enumerate(zip(attrs, xs)):
+        try:
+            fits = a.dim() == x.dim() and torch.broadcast_shapes(a.shape, x.shape) == x.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            where = f"attributions[{i}]" if len(xs) > 1 else "attributions"
+            raise ValueError(f"{where} has shape {tuple(a.shape)}; expected the input's shape {tuple(x.shape)} or one "
+                             f"that broadcasts to it with the same number of dims (e.g. {(x.shape[0], 1, *x.shape[2:])})")
     n = xs[0].shape[0]
     ev, guard = evaluator(forward_func, target, additional_forward_args, forward_kwargs, n, batch_size, "keep/drop")
     groups = Groups(xs, attrs, feature_mask)
