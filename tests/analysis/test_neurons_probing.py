@@ -275,3 +275,35 @@ def test_top_words_is_normalised_mean_abs_zscore():
 def test_bad_arguments_raise_clear_errors(call, err):
     with pytest.raises(err):
         call()
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: nx.LinearProbe(0, [0, 1]), "n_neurons"),
+    (lambda: nx.LinearProbe(2.0, [0, 1]), "n_neurons"),
+    (lambda: nx.LinearProbe(3, [0, 1], task="regress"), "task"),
+    (lambda: nx.LinearProbe(3, "ab"), "classes"),
+    (lambda: nx.LinearProbe(3, [0]), "classes"),
+    (lambda: nx.LinearProbe(3, [0, 1], neurons=torch.arange(2)), "neurons"),
+    (lambda: nx.correlation_clusters(torch.randn(20, 3), threshold=2), "threshold"),
+    (lambda: nx.correlation_clusters(torch.randn(20, 3), threshold=2.5, use_abs=False), "threshold"),
+    (lambda: nx.correlation_clusters(torch.randn(20, 3), threshold=float("nan")), "threshold"),
+    (lambda: nx.correlation_clusters(torch.randn(20, 3), method="mean"), "method"),
+])
+def test_probe_and_clustering_arguments_are_checked(call, name):
+    """Values accepted silently before (a 0-wide probe, an unknown task, a cut above every distance)."""
+    with pytest.raises((TypeError, ValueError), match=name):
+        call()
+
+
+def test_correlation_clusters_threshold_range_ends():
+    """The cut's range is the distance's: at the largest distance (1 with |rho|, 2 signed) everything is one
+    cluster, at 0 only perfectly correlated neurons merge."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 100, generator=g)
+    X = torch.stack([a, -a, b], 1)
+    assert nx.correlation_clusters(X, threshold=1).tolist() == [0, 0, 0]
+    assert nx.correlation_clusters(X, threshold=2, use_abs=False).tolist() == [0, 0, 0]
+    assert nx.correlation_clusters(X, threshold=0).tolist() == [0, 0, 1]
+    probe = nx.LinearProbe(3, np.array(["x", "y"]), neurons=torch.tensor([0, 2, 4]))
+    assert probe.classes == ["x", "y"] and probe.weight.shape == (2, 3)
+    assert nx.LinearProbe(3, [], task="regression").weight.shape == (1, 3)

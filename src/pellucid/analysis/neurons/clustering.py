@@ -44,6 +44,10 @@ def correlation_matrix(X: Any, chunk_rows: int = 65536) -> Tensor:
     return corr
 
 
+# scipy.cluster.hierarchy.linkage's methods ("centroid", "median" and "ward" assume Euclidean distances)
+LINKAGES = ("single", "complete", "average", "weighted", "centroid", "median", "ward")
+
+
 def correlation_clusters(X: Any, threshold: float = 0.5, use_abs: bool = True, method: str = "average") -> Tensor:
     """Cluster labels ``(D,)`` (``0..k-1``, numbered by each cluster's smallest neuron) of hierarchical clustering
     of the neurons with distance ``1 - |rho|`` (``use_abs``), ``method`` linkage (default average), cut at
@@ -53,8 +57,12 @@ def correlation_clusters(X: Any, threshold: float = 0.5, use_abs: bool = True, m
         from scipy.spatial.distance import squareform
     except ImportError as e:  # pragma: no cover - scipy comes with the data extra
         raise ImportError("correlation clustering needs scipy: pip install 'pellucid[data]'") from e
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold < 0:
-        raise ValueError(f"threshold must be a non-negative number; received {threshold!r}")
+    top = 1.0 if use_abs else 2.0  # the largest distance: 1 - |rho| <= 1, 1 - rho <= 2
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= top:
+        raise ValueError(f"threshold must be a distance 1 - {'|rho|' if use_abs else 'rho'} in [0, {top:g}] "
+                         f"(use_abs={use_abs}); received {threshold!r}")
+    if method not in LINKAGES:
+        raise ValueError(f"method must be a linkage among {', '.join(map(repr, LINKAGES))}; received {method!r}")
     corr = correlation_matrix(X)
     d = corr.shape[0]
     if d == 1:

@@ -20,6 +20,9 @@ from torch import Tensor, nn
 from .activations import Activations, as_index
 
 
+TASKS = ("classification", "regression")
+
+
 class LinearProbe(nn.Module):
     """``x (N, D) -> logits (N, C)`` (``C = 1`` for regression). ``classes``: the label of each output (in order);
     ``neurons``: the columns of the activations it reads (``None``: all)."""
@@ -27,8 +30,22 @@ class LinearProbe(nn.Module):
     def __init__(self, n_neurons: int, classes: Sequence[Any], task: str = "classification",
                  neurons: Tensor | None = None):
         super().__init__()
+        if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
+            raise ValueError(f"n_neurons must be a positive int (the probe's input width); received {n_neurons!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}; received {task!r}")
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, np.ndarray, Tensor)):
+            raise TypeError(f"classes must be a sequence of labels (one per output); received {type(classes).__name__}")
+        classes = classes.tolist() if isinstance(classes, (np.ndarray, Tensor)) else list(classes)
+        if task == "classification" and len(classes) < 2:
+            raise ValueError(f"classes must hold at least two labels for a classification probe; received {classes!r}")
+        if neurons is not None and (not isinstance(neurons, Tensor) or neurons.dim() != 1
+                                    or neurons.numel() != n_neurons):
+            got = f"shape {tuple(neurons.shape)}" if isinstance(neurons, Tensor) else type(neurons).__name__
+            raise ValueError(f"neurons must be None or a 1-D tensor of n_neurons={n_neurons} column indices; "
+                             f"received {got}")
         self.task = task
-        self.classes = list(classes)
+        self.classes = classes
         self.linear = nn.Linear(n_neurons, len(self.classes) if task == "classification" else 1)
         self.neurons = neurons
 
@@ -143,8 +160,8 @@ def train_probe(
     Returns:
         a :class:`LinearProbe` in eval mode.
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression'; received {task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}; received {task!r}")
     for name, v in (("lambda_l1", lambda_l1), ("lambda_l2", lambda_l2), ("lr", lr)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or not np.isfinite(v):
             raise ValueError(f"{name} must be a non-negative number; received {v!r}")
