@@ -120,7 +120,7 @@ def compare(cases: Sequence[Case], python: str, repeats: int, threads: int | Non
         answer = worker.setup([(c.model, c.method) for c in cases])
         for i, msg in answer["errors"].items():
             if msg != "not in Captum" and log:
-                log(f"Captum failed on {cases[int(i)].method}/{cases[int(i)].model}: {msg}")
+                log(f"Captum side not timed for {cases[int(i)].method}/{cases[int(i)].model}: {msg}")
         shared = [i for i in answer["ok"]]
         diffs = {}
         for i in shared:

@@ -30,20 +30,30 @@ from _harness import Case, set_clock  # noqa: E402
 SECTIONS = ("gradient", "layer", "perturbation")
 
 
-def all_cases(models: list[str]) -> list[Case]:
-    """Every case of the three bench scripts on ``models`` (Captum's worker skips those it lacks)."""
+def all_cases(models: list[str], methods: set[str]) -> list[Case]:
+    """The cases of the three bench scripts on ``models`` (all, or those in ``methods``; Captum's worker skips
+    those it lacks). Only the scripts with a selected method build their models and inputs: what this process
+    holds in memory changes its timings (allocator state), so it should hold no more than the Captum worker."""
+    def wanted(names) -> bool:
+        return not methods or bool(methods & set(names))
+
     cases = []
-    for name in models:
-        for meth, (call, counts, note) in bench_gradient.cases_for(name).items():
-            if meth != "IG-unchunked":
-                cases.append(Case(meth, name, call, counts, note))
+    if wanted(bench_gradient.METHODS):
+        for name in models:
+            for meth, (call, counts, note) in bench_gradient.cases_for(name).items():
+                if meth != "IG-unchunked" and (not methods or meth in methods):
+                    cases.append(Case(meth, name, call, counts, note))
     for name in dict.fromkeys(bench_layer.MODEL_OF.values()):
-        if name in models:
+        layer_methods = [m for m, model in bench_layer.MODEL_OF.items() if model == name]
+        if name in models and wanted(layer_methods):
             table, _ = bench_layer.setup(name)
-            cases += [Case(meth, name, call, counts, note) for meth, (call, counts, note) in table.items()]
-    for name in models:
-        _, table = bench_perturbation.cases_for(name)
-        cases += [Case(meth, name, call, {}, note) for meth, (call, _, note) in table.items()]
+            cases += [Case(meth, name, call, counts, note) for meth, (call, counts, note) in table.items()
+                      if not methods or meth in methods]
+    if wanted(bench_perturbation.METHODS):
+        for name in models:
+            _, table = bench_perturbation.cases_for(name)
+            cases += [Case(meth, name, call, {}, note) for meth, (call, _, note) in table.items()
+                      if not methods or meth in methods]
     return cases
 
 
@@ -59,7 +69,7 @@ def main() -> None:
     set_clock(a.clock)
     torch.set_num_threads(a.threads)
     methods = {s for s in a.methods.split(",") if s}
-    cases = [c for c in all_cases([s for s in a.models.split(",") if s]) if not methods or c.method in methods]
+    cases = all_cases([s for s in a.models.split(",") if s], methods)
     run_comparison(cases, a, a.repeats)
 
 
