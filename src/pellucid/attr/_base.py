@@ -153,23 +153,3 @@ def rows_of(t: Tensor, ex: Tensor) -> Tensor:
     if t.shape[0] == 1:
         return t.expand((ex.shape[0],) + t.shape[1:])
     return t.index_select(0, ex.to(t.device))
-
-
-def input_gradients(call: Call, transform: Callable[[Tensor, Tensor], Tensor], context: Callable | None = None) -> list[Tensor]:
-    """``transform(input_rows, grad)`` for every example, one model call per chunk of examples.
-
-    The shared body of Saliency, InputXGradient, GuidedBackprop and Deconvolution (which differ only in
-    ``transform`` and in the backward ``context``).
-    """
-    out = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in call.inputs]
-
-    def build(rows: Tensor):
-        return tuple(x.index_select(0, rows.to(x.device)) for x in call.inputs), rows
-
-    def consume(rows: Tensor, ex: Tensor, grads: tuple[Tensor, ...], score: Tensor) -> None:
-        for o, x, g in zip(out, call.inputs, grads):
-            r = rows.to(x.device)
-            o[r] = transform(x.index_select(0, r), g)
-
-    call.ev.grad_rows(call.n, build, consume, call.inputs, tag="inputs", context=context)
-    return out

@@ -50,14 +50,11 @@ def check_forward_arguments(model: Any, inputs: Sequence[Any], args: Sequence[An
     **forward_kwargs)`` does not fit the signature of the model's ``forward`` (too many or too few positional
     arguments, an unknown keyword). Models whose signature cannot be read, or that take ``*args``/``**kwargs``, are
     not checked here (their own error surfaces when they are called)."""
-    import inspect
-
     import torch
 
     fn = model.forward if isinstance(model, torch.nn.Module) else model
-    try:
-        sig = inspect.signature(fn)
-    except Exception:  # noqa: BLE001 - builtins, scripted modules, ...: nothing to check against
+    sig = _signature(fn)
+    if sig is None:
         return
     try:
         sig.bind(*inputs, *args, **kwargs)
@@ -68,6 +65,31 @@ def check_forward_arguments(model: Any, inputs: Sequence[Any], args: Sequence[An
             f"its forward{sig}: {e}. Received {len(inputs)} input(s), {len(args)} additional_forward_args and "
             f"{keywords}"
         ) from None
+
+
+_SIGNATURES: dict = {}
+
+
+def _signature(fn: Any) -> Any:
+    """``inspect.signature(fn)`` (``None`` when it cannot be read), cached per underlying function: a bound
+    method's signature does not depend on its instance, and reading it costs more than the rest of the checks."""
+    import inspect
+
+    key = (getattr(fn, "__func__", fn), hasattr(fn, "__self__"))
+    try:
+        return _SIGNATURES[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable callable
+        pass
+    try:
+        sig = inspect.signature(fn)
+    except Exception:  # noqa: BLE001 - builtins, scripted modules, ...: nothing to check against
+        sig = None
+    try:
+        if len(_SIGNATURES) < 4096:
+            _SIGNATURES[key] = sig
+    except TypeError:
+        pass
+    return sig
 
 
 def nonfinite_rows(x: Any) -> list[int]:
