@@ -139,9 +139,6 @@ class BaseLLMAttribution(Attribution):
         result.output_ids = target.clone()
         return result
 
-    def attribute_future(self) -> Callable:
-        raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}")
-
 
 class _PerturbedPrompts(nn.Module):
     """``forward(present (R, F)) -> (R, 1 + T)``: the score of the whole target and of each target token after each
@@ -247,14 +244,9 @@ class LLMAttribution(BaseLLMAttribution):
         method = copy(self.attr_method)
         method.forward_func = forward
         x = inp.to_tensor().to(self.device).float()
-        total: Tensor | None = None
-        dtype = torch.float32
-        for _ in range(num_trials):
-            a = method.attribute(x, **kwargs)
-            dtype = a.dtype if a.is_floating_point() else dtype
-            a = a.reshape(1 + tokens.shape[0], inp.n_itp_features).detach().double()
-            total = a if total is None else total + a
-        assert total is not None
+        trials = [method.attribute(x, **kwargs) for _ in range(num_trials)]  # num_trials >= 1 (checked above)
+        dtype = trials[0].dtype if trials[0].is_floating_point() else torch.float32
+        total = sum(a.reshape(1 + tokens.shape[0], inp.n_itp_features).detach().double() for a in trials)
         attr = inp.format_attr((total / num_trials).to(dtype))
         with ModelGuard(self.model), torch.no_grad():
             probs = scorer([reference]).exp()[0].cpu()
