@@ -67,7 +67,8 @@ class ModelGuard:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
         for m, mode in self._modes:
-            m.training = mode
+            if m.training is not mode:  # nn.Module.__setattr__ is slow: set only what changed
+                m.training = mode
         with torch.no_grad():
             for b, saved in self._buffers:  # kernels such as batch_norm update in place without a version bump
                 if not torch.equal(b, saved):
