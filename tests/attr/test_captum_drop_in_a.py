@@ -454,3 +454,22 @@ def test_deeplift_max_pool_followed_by_an_inplace_relu():
     a, delta = pa.DeepLift(inplace).attribute(x, target=1, return_convergence_delta=True)
     torch.testing.assert_close(a, pa.DeepLift(plain).attribute(x, target=1))
     assert delta.abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("method", ["DeepLift", "GuidedBackprop", "Deconvolution", "LRP"])
+def test_any_ruled_function_followed_by_an_inplace_one(method):
+    """A rule's output may be modified in place by the next ruled function (two in-place ReLUs; for DeepLift, whose
+    rules cover Tanh, also Tanh then ReLU(inplace)): every rule hands out a tensor that owns its memory, and results
+    equal the out-of-place model."""
+    torch.manual_seed(0)
+    acts = [nn.ReLU(inplace=True), nn.ReLU(inplace=True)]
+    if method == "DeepLift":
+        acts = [nn.Tanh()] + acts
+    inplace = nn.Sequential(nn.Linear(4, 6), *acts, nn.Linear(6, 2))
+    plain = copy.deepcopy(inplace)
+    for i, layer in enumerate(plain):
+        if isinstance(layer, nn.ReLU):
+            plain[i] = nn.ReLU()
+    x = torch.randn(3, 4)
+    cls = getattr(pa, method)
+    torch.testing.assert_close(cls(inplace).attribute(x, target=1), cls(plain).attribute(x, target=1))

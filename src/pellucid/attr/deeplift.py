@@ -198,7 +198,7 @@ def rescale_rule(refs: _References, eps: float) -> Callable:
             small = dx < eps if dx.numel() > 0 and bool(dx.amin() < eps) else None
         if small is not None:
             m = torch.where(small, _elementwise_derivative(compute, x, func, y), m)
-        out = override_grad(x, y, lambda g: g * m)
+        out = override_grad(x, y, lambda g: g * m, fresh=True)
         return write_back(func, args, kwargs, out, pos)
 
     return rule
@@ -261,7 +261,7 @@ def maxpool_rule(refs: _References, eps: float) -> Callable:
             return t.reshape(tuple(t.shape[:lead]) + (-1,))
 
         backward = _winner_backward(x, x0, y, y0, ix, i0, eps, True, flat, lead)
-        out = override_grad(x, y, backward, fresh=True)  # a pool is often followed by an in-place ReLU
+        out = override_grad(x, y, backward, fresh=True)
         return (out, ix) if wants else out
 
     return rule
@@ -286,7 +286,7 @@ def reduction_rule(refs: _References, eps: float) -> Callable:
             y, ix = reducer(x.detach(), dim, keepdim=True)
             y0, i0 = reducer(x0, dim, keepdim=True)
         backward = _winner_backward(x, x0, y, y0, ix, i0, eps, kind == "max", lambda t: t, dim)
-        out = override_grad(x, y, backward)
+        out = override_grad(x, y, backward, fresh=True)
         idx = ix
         if not keepdim:
             out, idx = out.squeeze(dim), ix.squeeze(dim)

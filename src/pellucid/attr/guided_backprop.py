@@ -30,16 +30,16 @@ def relu_backward_rule(guided: bool) -> Callable:
         x, pos = args[0], RELUS[func]
         with torch.no_grad():
             y = out_of_place(func, args, kwargs, x.detach(), pos)
-        # relu(x) itself is the guided mask, no copy: the model cannot change it in place (the output returned
-        # below is a view that autograd forbids modifying in place). Bool-mask ops (x > 0, torch.where) are
-        # several times slower on CPU than threshold_backward, relu's own backward.
+        # relu(x) itself is the guided mask, no copy: the output returned below is a copy that owns its memory
+        # (the next function may modify it in place), so y stays as computed. Bool-mask ops (x > 0, torch.where)
+        # are several times slower on CPU than threshold_backward, relu's own backward.
 
         def backward(g: Tensor) -> Tensor:
             if guided:  # a fresh tensor from threshold_backward, so clamped in place
                 return torch.ops.aten.threshold_backward(g, y, 0).clamp_(min=0)
             return g.clamp(min=0)
 
-        return write_back(func, args, kwargs, override_grad(x, y, backward), pos)
+        return write_back(func, args, kwargs, override_grad(x, y, backward, fresh=True), pos)
 
     return rule
 

@@ -50,7 +50,7 @@ def _pass_through(func: Callable, args: tuple, kwargs: dict) -> Tensor:
     x, pos = args[0], PASS_THROUGH[func]
     with torch.no_grad():
         y = out_of_place(func, args, kwargs, x.detach(), pos)
-    return write_back(func, args, kwargs, override_grad(x, y, lambda g: g), pos)
+    return write_back(func, args, kwargs, override_grad(x, y, lambda g: g, fresh=True), pos)
 
 
 def _rule_hook(rule: Rule, module: nn.Module, override: tuple[Tensor, Tensor | None] | None, name: str,
