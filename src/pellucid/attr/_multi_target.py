@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
+from ..core.host_memory import _state as _host_malloc_state, tune_host_malloc
 from ..core.inputs import ForwardArgs
 
 # arguments that may hold one row per example and must then be repeated with the examples
@@ -72,6 +73,9 @@ def support_multi_target(attribute: Callable, distribution_baselines: bool = Fal
             bound = sig.bind(self, *args, **kwargs)
             if depth == 0:
                 from ._base import check_user_call
+
+                if not _host_malloc_state["done"]:
+                    tune_host_malloc()
 
                 check_user_call(self, bound.arguments, var_kw[0] if var_kw else None)
             if not (has_target and _is_multi_target(bound.arguments.get("target"))):
