@@ -13,6 +13,7 @@ and every reduction is a sum in a fixed row order.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -124,7 +125,7 @@ def resolve_batch_size(batch_size: int | None = None, **captum_names: int | None
 
 def rows_bytes(tensors) -> int:
     """Bytes of one row of each tensor (dim 0 is the row)."""
-    return sum(t[:1].numel() * t.element_size() for t in tensors)
+    return sum(math.prod(t.shape[1:]) * t.element_size() for t in tensors)
 
 
 class Chunker:

@@ -1,6 +1,7 @@
 """Argument checks shared by methods: clear ``ValueError``/``TypeError`` messages naming the argument."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 
@@ -56,8 +57,14 @@ def check_forward_arguments(model: Any, inputs: Sequence[Any], args: Sequence[An
     sig = _signature(fn)
     if sig is None:
         return
+    # whether a call binds depends only on the number of positionals and the keyword names: remember the fits
+    key = (id(sig), len(inputs) + len(args), tuple(kwargs))
+    if key in _FITS:
+        return
     try:
         sig.bind(*inputs, *args, **kwargs)
+        if len(_FITS) < 4096:
+            _FITS[key] = sig  # the value keeps the signature (and so its id) alive
     except TypeError as e:
         keywords = f"forward_kwargs keys {sorted(kwargs)}" if kwargs else "no forward_kwargs"
         raise TypeError(
@@ -68,6 +75,7 @@ def check_forward_arguments(model: Any, inputs: Sequence[Any], args: Sequence[An
 
 
 _SIGNATURES: dict = {}
+_FITS: dict = {}
 
 
 def _signature(fn: Any) -> Any:
@@ -100,7 +108,7 @@ def nonfinite_rows(x: Any) -> list[int]:
         return []
     # a sum is finite only if every term is (NaN and Inf propagate): ~10x cheaper than an elementwise test, which
     # runs only when the sum is not finite (a NaN/Inf, or an overflow of large values)
-    if bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))):
+    if math.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32).item()):
         return []
     return (~torch.isfinite(x).reshape(x.shape[0], -1).all(1)).nonzero().flatten().tolist()
 

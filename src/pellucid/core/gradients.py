@@ -134,7 +134,7 @@ class Evaluator:
         n = inputs[0].shape[0]
         chunker = self.chunks(n, inputs, kind="grad", tag=tag)
         if not (chunker.probing or self.show_progress) and chunker.size(n) >= n:
-            ex = torch.arange(n)
+            ex = self.target.all_rows()
             with context(inputs, ex) if context is not None else nullcontext():
                 grads, _ = self.grad(inputs, ex, chunker)
             return [transform(x.detach(), g) for x, g in zip(inputs, grads)]

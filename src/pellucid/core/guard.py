@@ -31,7 +31,7 @@ class ModelGuard:
         self._handles: list = []
 
     def __enter__(self) -> "ModelGuard":
-        modules = list(self.model.modules()) if isinstance(self.model, nn.Module) else []
+        modules = all_modules(self.model) if isinstance(self.model, nn.Module) else []
         self._modes = [(m, m.training) for m in modules]
         # parameters and buffers of every module, each once (one walk of the modules, as parameters() would do)
         params: dict[int, Any] = {}
@@ -74,6 +74,19 @@ class ModelGuard:
                 if not torch.equal(b, saved):
                     b.copy_(saved)
         self._buffers = []
+
+
+def all_modules(model: nn.Module) -> list[nn.Module]:
+    """Every module of ``model``, each once (what ``list(model.modules())`` gives, in breadth-first order): a
+    plain walk of the ``_modules`` dicts, several times faster than ``modules()``, which builds every name."""
+    out, seen, i = [model], {id(model)}, 0
+    while i < len(out):
+        for m in out[i]._modules.values():
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
+                out.append(m)
+        i += 1
+    return out
 
 
 def model_device(model: Any, default: torch.device | None = None) -> torch.device | None:

@@ -47,6 +47,7 @@ class Target:
         self.fn: Callable | None = None
         self.index: Tensor | None = None  # (n, d) long: indices into dims 1..d of the output
         self._bounds: tuple[Tensor, list[int], list[int]] | None = None  # (index, per-dim min, max), for select
+        self._all_rows: Tensor | None = None
         if target is None:
             return
         if callable(target) and not isinstance(target, Tensor):
@@ -110,6 +111,13 @@ class Target:
             out.index = self.index.repeat_interleave(times, dim=0)
         return out
 
+    def all_rows(self) -> Tensor:
+        """``torch.arange(n)``: one row per example in order. :meth:`select` knows this tensor and uses the
+        index as it is for it (no gather of per-example targets)."""
+        if self._all_rows is None:
+            self._all_rows = torch.arange(self.n)
+        return self._all_rows
+
     def select(self, output: Any, example_index: Tensor) -> Tensor:
         """Scores ``(rows,)`` of the model ``output`` for rows belonging to ``example_index``."""
         rows = example_index.shape[0]
@@ -153,7 +161,10 @@ class Target:
         _, lo, hi = self._bounds
         if all(0 <= a and b < size for a, b, size in zip(lo, hi, output.shape[1:])):
             # every example's target is in range and non-negative: index directly (no checks on the device)
-            idx = self.index.index_select(0, example_index.cpu()).to(output.device)
+            if example_index is self._all_rows:
+                idx = self.index.to(output.device)
+            else:
+                idx = self.index.index_select(0, example_index.cpu()).to(output.device)
             if d == 1:
                 return output.gather(1, idx).squeeze(1)
             return output[(torch.arange(rows, device=output.device),) + tuple(idx.t())]
