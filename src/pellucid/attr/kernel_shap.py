@@ -36,11 +36,32 @@ def shapley_kernel_samples(n: int, n_samples: int, g: int, generator: torch.Gene
     k = torch.arange(1, g, dtype=torch.float64)
     probs = 1.0 / (k * (g - k))
     sizes = torch.multinomial(probs.expand(n * draws, g - 1), 1, replacement=True, generator=generator) + 1
-    ranks = torch.rand((n * draws, g), generator=generator).argsort(1).argsort(1)
-    z = (ranks < sizes).reshape(n, draws, g)
+    # the ``size`` groups of smallest rank under a uniform random order: position order[j] has rank j
+    order = torch.rand((n * draws, g), generator=generator).argsort(1)
+    z = torch.empty((n * draws, g), dtype=torch.bool).scatter_(1, order, torch.arange(g) < sizes).reshape(n, draws, g)
     if antithetic:
         z = torch.stack([z, ~z], dim=2).reshape(n, 2 * draws, g)[:, :n_samples]
     return z
+
+
+def merge_complement_pairs(z: Tensor, y: Tensor, w: Tensor, total: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One regression row per complementary pair: where samples ``2i`` and ``2i + 1`` are coalitions ``z`` and
+    ``1 - z`` of equal weight ``w`` (paired sampling), their terms of the constrained objective
+    ``sum_s w_s (y_s - z_s . b)^2`` with ``sum(b) = total`` equal ``2 w (m - z . b)^2 + const`` with
+    ``m = (y_2i + total - y_2i+1) / 2`` (since ``(1 - z) . b = total - z . b``), so the pair is replaced by that one
+    row: the same minimiser (and minimum-norm solution) from half the rows. ``z (N, S, G)`` bool, ``y (N, S, K)``,
+    ``w (N, S)``, ``total (N, K)``; an unpaired last sample (odd ``S``) is kept as it is. Returns the inputs unchanged
+    if the samples are not such pairs."""
+    full = z.shape[1] // 2
+    first, second = z[:, 0 : 2 * full : 2], z[:, 1 : 2 * full : 2]
+    w1, w2 = w[:, 0 : 2 * full : 2], w[:, 1 : 2 * full : 2]
+    if full == 0 or not torch.equal(second, ~first) or not torch.equal(w1, w2):
+        return z, y, w
+    merged = (y[:, 0 : 2 * full : 2] + total.unsqueeze(1) - y[:, 1 : 2 * full : 2]) / 2
+    if z.shape[1] % 2:
+        return (torch.cat([first, z[:, -1:]], 1), torch.cat([merged, y[:, -1:]], 1),
+                torch.cat([2 * w1, w[:, -1:]], 1))
+    return first, merged, 2 * w1
 
 
 def all_coalitions(g: int) -> tuple[Tensor, Tensor]:
@@ -111,7 +132,8 @@ class KernelShap(PerturbationAttribution):
         scores, z, _ = coalition_scores(call, bases, mask, draw, "kernel-shap")
         v = scores.values  # (N, P, K); (1, P, K) in aggregate mode
         f_x, f_b = v[:, 0], v[:, 1]
-        coef = efficient_least_squares(
-            z[:, 2:].double(), v[:, 2:] - f_b.unsqueeze(1), weights_of[z.shape[0]].to(v.device), f_x - f_b
-        ).to(v.dtype)
+        inner, y, w, total = z[:, 2:], v[:, 2:] - f_b.unsqueeze(1), weights_of[z.shape[0]].to(v.device), f_x - f_b
+        if antithetic and 2 <= g and n_samples < (1 << g) - 2:
+            inner, y, w = merge_complement_pairs(inner, y.double(), w, total.double())
+        coef = efficient_least_squares(inner.double(), y, w, total).to(v.dtype)
         return coefficients_result(coef, mask, scores, return_input_shape, call.was_tuple)

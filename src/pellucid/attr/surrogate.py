@@ -62,9 +62,13 @@ def _nan_examples(bad: Tensor | None, *results: Tensor) -> tuple[Tensor, ...]:
 
 def weighted_lstsq(A: Tensor, y: Tensor, w: Tensor) -> Tensor:
     """``argmin_b sum_s w_s |y_s - A_s b|^2`` per example (minimum norm): ``A (N, S, D), y (N, S, K), w (N, S)``
-    -> ``(N, D, K)``."""
+    -> ``(N, D, K)``. Singular values below ``eps * max(S, D)`` of the largest count as zero (``pinv``'s default):
+    on the CPU by LAPACK's SVD-based ``gelsd`` (no pseudo-inverse matrix is formed), elsewhere by ``pinv``."""
     sw = w.sqrt().unsqueeze(-1)
-    return torch.linalg.pinv(A * sw) @ (y * sw)
+    Aw, yw = A * sw, y * sw
+    if Aw.device.type == "cpu" and Aw.shape[1] and Aw.shape[2]:
+        return torch.linalg.lstsq(Aw, yw, driver="gelsd").solution
+    return torch.linalg.pinv(Aw) @ yw
 
 
 def _center(X: Tensor, y: Tensor, w: Tensor, fit_intercept: bool):
