@@ -9,8 +9,9 @@ grows. When ``n_samples`` covers all ``2^G - 2`` proper coalitions they are enum
 the result *is* the Shapley value.
 
 ``antithetic=True`` (default) draws coalitions in pairs ``z, 1 - z`` (paired sampling; Covert & Lee, 2021,
-"Improving KernelSHAP", arXiv:2012.01536), which lowers the variance at equal cost. Rows per call:
-``N x (2 + min(n_samples, 2^G - 2))``.
+"Improving KernelSHAP", arXiv:2012.01536), which lowers the variance at equal cost; each pair then enters the
+regression as one row (:func:`merge_complement_pairs`: the same constrained minimiser from half the rows). Rows per
+call: ``N x (2 + min(n_samples, 2^G - 2))``.
 """
 from __future__ import annotations
 
