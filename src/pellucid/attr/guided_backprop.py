@@ -2,8 +2,14 @@
 deconvolution (Zeiler & Fergus, 2013, arXiv:1311.2901).
 
 Both change only the backward pass of ReLU: deconvolution passes ``relu(grad)``; guided backprop passes
-``relu(grad) * (x > 0)``. Every ReLU call is overridden, whether it is an ``nn.ReLU`` module (also one used twice
-or in place) or a functional ``F.relu`` / ``torch.relu`` / ``x.relu()`` call inside ``forward``.
+``relu(grad) * (x > 0)``. Every ReLU is overridden, whether it is an ``nn.ReLU`` module (also one used twice or in
+place) or a functional ``F.relu`` / ``torch.relu`` / ``x.relu()`` call inside ``forward``: the rules are hooked on
+the ``ReluBackward0`` nodes of each pass's autograd graph (:mod:`pellucid.core.graph_rules`), which every ReLU
+call creates, so the forward pass runs untouched and at full speed. A model whose backward autograd rejects because
+an in-place operation overwrote a tensor saved for it (two ``ReLU(inplace=True)`` in a row: the second overwrites
+the first one's saved output) is then run again with the rules applied to every ReLU *call*
+(:class:`~pellucid.core.hooks.FunctionRules`), whose outputs own their memory, as Captum's module hooks do; a
+model that still fails (an in-place ReLU overwriting what Tanh saved) raises autograd's error.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.graph_rules import GraphRules
 from ..core.hooks import FunctionRules, out_of_place, override_grad, write_back
 from ..core.inputs import TensorOrTuple, restore_form
 from ..core.targets import TargetType
@@ -52,6 +59,28 @@ def relu_override(guided: bool):
         yield
 
 
+RELU_NODE = "ReluBackward0"  # the autograd node of relu, relu_, F.relu (also inplace=True), x.relu(), nn.ReLU
+
+
+def _guided(grad_outputs: tuple) -> tuple:
+    # before the node: the incoming gradient's negative part is dropped; ReLU's own backward then applies x > 0
+    return tuple(None if g is None else g.clamp(min=0) for g in grad_outputs)
+
+
+def _deconvolution(grad_inputs: tuple, grad_outputs: tuple) -> tuple:
+    # instead of the node's result: relu of the incoming gradient, whatever the sign of x
+    return tuple(None if g is None else g.clamp(min=0) for g in grad_outputs)
+
+
+GUIDED = GraphRules(pre={RELU_NODE: _guided})
+DECONVOLUTION = GraphRules(post={RELU_NODE: _deconvolution})
+
+
+def relu_rules(guided: bool) -> GraphRules:
+    """The backward rules of guided backprop (``guided=True``) or deconvolution, for one pass's graph."""
+    return GUIDED if guided else DECONVOLUTION
+
+
 class _ModifiedReluGradient(Attribution):
     guided = True
 
@@ -71,7 +100,13 @@ class _ModifiedReluGradient(Attribution):
     ) -> TensorOrTuple:
         call = self.prepare(inputs, target, additional_forward_args, forward_kwargs, batch_size, show_progress)
         with call.guard:
-            out = call.ev.input_grads(call.inputs, lambda x, g: g, context=lambda xs, ex: relu_override(self.guided))
+            try:
+                out = call.ev.input_grads(call.inputs, lambda x, g: g, graph_rules=relu_rules(self.guided))
+            except RuntimeError as e:
+                if "modified by an inplace operation" not in str(e):
+                    raise
+                out = call.ev.input_grads(call.inputs, lambda x, g: g,
+                                          context=lambda xs, ex: relu_override(self.guided))
         return restore_form(out, call.was_tuple)
 
 

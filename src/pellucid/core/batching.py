@@ -216,13 +216,25 @@ def measure_saved_bytes(exclude: set[int]):
             ptr = t.untyped_storage().data_ptr()
             size = t.untyped_storage().nbytes()
         except (RuntimeError, NotImplementedError):
-            return t
+            return t, None
         if ptr not in exclude and (ptr, size) not in seen:
             seen.add((ptr, size))
             total[0] += size
+        return t, t._version
+
+    def unpack(packed):
+        # autograd skips its own check of saved tensors' versions when hooks pack them: do it here, so a model
+        # that overwrites a tensor saved for backward (Tanh then ReLU(inplace=True)) fails as without the probe
+        t, version = packed
+        if version is not None and t._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"a {tuple(t.shape)} {t.dtype} tensor saved for backward is at version {t._version}; expected "
+                f"version {version} instead (the model changes in place a tensor that autograd needs)"
+            )
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield total
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .batching import Chunker, measure_forward_peak, measure_saved_bytes, rows_bytes
+from .graph_rules import GraphRules, remove_all
 from .inputs import ForwardArgs, call_model
 from .targets import Target, TargetType
 
@@ -90,9 +91,11 @@ class Evaluator:
             return self.target.select(out, example_index)
 
     def grad(
-        self, inputs: tuple[Tensor, ...], example_index: Tensor, chunker: Chunker | None = None
+        self, inputs: tuple[Tensor, ...], example_index: Tensor, chunker: Chunker | None = None,
+        graph_rules: GraphRules | None = None,
     ) -> tuple[tuple[Tensor, ...], Tensor]:
-        """Gradients of the target scores with respect to each row of ``inputs``, and the scores ``(rows,)``."""
+        """Gradients of the target scores with respect to each row of ``inputs``, and the scores ``(rows,)``.
+        ``graph_rules``: backward rules hooked on the score's graph for this pass (see :mod:`graph_rules`)."""
         xs = tuple(x.detach().requires_grad_(True) for x in inputs)
         with torch.enable_grad():
             # the model gets non-leaf copies, so a model that modifies its input in place (an in-place ReLU first)
@@ -105,7 +108,11 @@ class Evaluator:
             else:
                 score = self.target.select(self.run(model_in, example_index), example_index)
             if score.requires_grad:
-                grads = torch.autograd.grad(score.sum(), xs, allow_unused=True)
+                handles = graph_rules.apply((score,)) if graph_rules is not None else ()
+                try:
+                    grads = torch.autograd.grad(score.sum(), xs, allow_unused=True)
+                finally:
+                    remove_all(handles)
             else:
                 grads = (None,) * len(xs)
         grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
@@ -126,6 +133,7 @@ class Evaluator:
         transform: Callable[[Tensor, Tensor], Tensor],
         context: Callable[[tuple[Tensor, ...], Tensor], Any] | None = None,
         tag: Any = "inputs",
+        graph_rules: GraphRules | None = None,
     ) -> list[Tensor]:
         """``transform(input_rows, grad)`` for every example (one row per example), as :meth:`grad_rows` would
         compute it; shapes of ``inputs``. The shared body of Saliency, InputXGradient, GuidedBackprop and
@@ -136,7 +144,7 @@ class Evaluator:
         if not (chunker.probing or self.show_progress) and chunker.size(n) >= n:
             ex = self.target.all_rows()
             with context(inputs, ex) if context is not None else nullcontext():
-                grads, _ = self.grad(inputs, ex, chunker)
+                grads, _ = self.grad(inputs, ex, chunker, graph_rules)
             return [transform(x.detach(), g) for x, g in zip(inputs, grads)]
         out = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in inputs]
 
@@ -148,7 +156,7 @@ class Evaluator:
                 r = rows.to(x.device)
                 o[r] = transform(x.index_select(0, r), g)
 
-        self.grad_rows(n, build, consume, inputs, tag=tag, context=context, chunker=chunker)
+        self.grad_rows(n, build, consume, inputs, tag=tag, context=context, chunker=chunker, graph_rules=graph_rules)
         return out
 
     def grad_rows(
@@ -160,6 +168,7 @@ class Evaluator:
         tag: Any = None,
         context: Callable[[Tensor, Tensor], Any] | None = None,
         chunker: Chunker | None = None,
+        graph_rules: GraphRules | None = None,
     ) -> None:
         """The gradient loop every gradient method shares.
 
@@ -167,14 +176,15 @@ class Evaluator:
         makes the model inputs; their gradients and scores go to ``consume(rows, example_index, grads, scores)``.
         ``context(inputs, example_index)``, if given, returns a context manager entered around the gradient pass
         (used for backward-rule modes such as DeepLIFT's). ``chunker``: one already made for these rows.
+        ``graph_rules``: backward rules hooked on each pass's graph (see :mod:`graph_rules`).
         """
         if chunker is None:
             chunker = self.chunks(n_rows, row_like, kind="grad", tag=tag)
         for rows in chunker:
             xs, ex = build(rows)
             if context is None:
-                grads, score = self.grad(xs, ex, chunker)
+                grads, score = self.grad(xs, ex, chunker, graph_rules)
             else:
                 with context(xs, ex):
-                    grads, score = self.grad(xs, ex, chunker)
+                    grads, score = self.grad(xs, ex, chunker, graph_rules)
             consume(rows, ex, grads, score)
