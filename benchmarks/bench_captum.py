@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=("wall", "cpu"), default="cpu")
     ap.add_argument("--captum-python", default=None)
+    ap.add_argument("--rounds", type=int, default=3, help="fresh worker pairs; each runs --repeats repeats")
+    ap.add_argument("--same-malloc", action="store_true",
+                    help="give both sides the glibc thresholds pellucid sets for itself (pellucid.core.host_memory)")
     a = ap.parse_args()
     set_clock(a.clock)
     torch.set_num_threads(a.threads)

@@ -1,30 +1,21 @@
 """The Captum side of the side-by-side benchmark (run by :mod:`_compare` in an interpreter where Captum is installed).
 
 Captum is never imported into pellucid's process: the driver starts ``python captum_worker.py`` and talks to it
-with one JSON object per line on stdin/stdout.
-
-* ``{"cmd": "setup", "cases": [[model, method], ...], "clock": "cpu", "threads": 1, "dir": path}``: builds every
-  case it knows (same models, seeds, inputs, targets, masks and settings as the pellucid cases in
-  ``bench_*.py``, at Captum's defaults otherwise), runs each once (warm-up) and saves that result to
-  ``dir/<i>.pt``; answers ``{"ok": [i, ...], "errors": {i: message}}``.
-* ``{"cmd": "time", "i": i}``: times one call of case ``i`` with the harness's clock; answers ``{"t": seconds}``.
-* ``{"cmd": "quit"}``.
-
-Only torch, Captum and the torch-only modules of this folder (:mod:`models`, :mod:`_harness`) are imported.
+with the protocol of :mod:`_worker`. Each case is built as in ``bench_*.py`` (same models, seeds, inputs,
+targets, masks and settings), at Captum's defaults otherwise. Only torch, Captum and the torch-only modules of
+this folder (:mod:`models`, :mod:`_harness`, :mod:`_worker`) are imported.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-import traceback
 from typing import Any, Callable
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import set_clock, timed  # noqa: E402
+from _worker import serve  # noqa: E402
 from models import (  # noqa: E402
     baseline_distribution, occlusion_windows, perturbation_masks, token_workload, workload,
 )
@@ -100,42 +91,5 @@ def build(model_name: str, method: str) -> Callable[[], Any]:
     return cases[method]()
 
 
-def main() -> None:
-    calls: dict[int, Callable[[], Any]] = {}
-    for line in sys.stdin:
-        msg = json.loads(line)
-        if msg["cmd"] == "quit":
-            break
-        if msg["cmd"] == "setup":
-            set_clock(msg.get("clock", "cpu"))
-            if msg.get("threads"):
-                torch.set_num_threads(int(msg["threads"]))
-            errors = {}
-            for i, (model_name, method) in enumerate(msg["cases"]):
-                if method in SKIPPED:
-                    errors[i] = SKIPPED[method]
-                    continue
-                try:
-                    call = build(model_name, method)
-                except KeyError:
-                    errors[i] = "not in Captum"
-                    continue
-                try:
-                    torch.manual_seed(0)
-                    torch.save(call(), os.path.join(msg["dir"], f"{i}.pt"))
-                except Exception as e:  # noqa: BLE001 - reported to the driver, which prints it
-                    traceback.print_exc(file=sys.stderr)
-                    errors[i] = f"{type(e).__name__}: {e}"[:300]
-                    continue
-                calls[i] = call
-            reply: dict[str, Any] = {"ok": sorted(calls), "errors": errors}
-        elif msg["cmd"] == "time":
-            reply = {"t": timed(calls[msg["i"]])}
-        else:
-            reply = {"error": f"unknown command {msg['cmd']!r}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-
-
 if __name__ == "__main__":
-    main()
+    serve(build, SKIPPED)
