@@ -286,6 +286,9 @@ def add_common_options(ap: "argparse.ArgumentParser", default_repeats: int) -> N
                     help="also time every case Captum has, side by side, interleaved (see _compare.py)")
     ap.add_argument("--captum-python", default=None,
                     help="Python with Captum installed (default: this one if it has captum, else $PELLUCID_CAPTUM_PYTHON)")
+    ap.add_argument("--rounds", type=int, default=3, help="--compare captum: fresh worker pairs (see _compare.py)")
+    ap.add_argument("--same-malloc", action="store_true",
+                    help="--compare captum: both sides get pellucid's glibc thresholds (pellucid.core.host_memory)")
 
 
 def apply_common_options(args: Any, default_repeats: int) -> tuple[int, tuple[int, ...]]:
