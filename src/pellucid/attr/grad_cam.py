@@ -40,6 +40,8 @@ class LayerGradCam(LayerAttribution):
     Upsample with ``LayerGradCam.interpolate(attr, input.shape[2:])``. ``grad_kwargs`` (Captum's keywords for
     ``torch.autograd.grad``) is accepted; see :func:`pellucid.attr.layer.check_grad_kwargs`."""
 
+    _layers_in_one_pass = True  # gradients at every tapped layer of one pass: nested layers need no second pass
+
     def attribute(
         self,
         inputs: TensorOrTuple,
