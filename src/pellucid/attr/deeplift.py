@@ -125,6 +125,8 @@ class _References:
                 "the model's sequence of nonlinearities depends on the data, so inputs and baselines cannot be paired"
             )
         f0, x0, version, kept = self.calls[self.pos]
+        # consumed: the list lets go of the recorded tensors, so their memory is free for the rest of the pass
+        self.calls[self.pos] = (f0, None, version, None)
         self.pos += 1
         # usable unless the model changed the recorded output in place after the call
         self.output = kept[:2] if kept is not None and kept[0]._version == kept[2] else None
@@ -203,14 +205,26 @@ def _rescale_multiplier(func: Callable, compute: Callable[[Tensor], Tensor], x: 
                         y0: Tensor, eps: float) -> Tensor:
     """``m = (y - y0) / (x - x0)`` elementwise, with ``dy/dx`` at ``x`` where ``|x - x0| < eps``: the rescale
     multiplier (no autograd; ``x`` detached). The difference quotient takes three passes; ``|x - x0|`` is then
-    made in place in the buffer of ``x - x0`` and its minimum decides whether any entry needs the derivative
-    (0/0 and tiny ``|dx|``; rare, so usually no further pass)."""
+    made in place in the buffer of ``x - x0`` and one more pass gives its minimum per row of the last dim. Rows
+    holding an entry below ``eps`` (0/0 and tiny ``|dx|``; usually few, e.g. attention logits that a padding mask
+    makes equal) get the derivative there, computed on those rows only (the maps are elementwise; softmax's
+    diagonal is ``y(1 - y)``) and written into ``m`` in place."""
     dx = torch.sub(x, x0)
     m = torch.sub(y, y0).div_(dx)
-    if dx.numel() > 0:
-        dx = dx.abs_()
-        if bool(dx.amin() < eps):
-            m = torch.where(dx < eps, _elementwise_derivative(compute, x, func, y), m)
+    if dx.numel() == 0:
+        return m
+    width = dx.shape[-1] if dx.dim() > 0 else 1
+    adx = dx.abs_().reshape(-1, width)
+    row_min = adx.amin(1)
+    if not bool(row_min.amin() < eps):
+        return m
+    rows = (row_min < eps).nonzero().squeeze(1)
+    m = m.contiguous()
+    m_rows = m.view(-1, width)
+    derivative = _elementwise_derivative(compute, x.reshape(-1, width).index_select(0, rows), func,
+                                         y.reshape(-1, width).index_select(0, rows))
+    fixed = torch.where(adx.index_select(0, rows) < eps, derivative.to(m.dtype), m_rows.index_select(0, rows))
+    m_rows.index_copy_(0, rows, fixed)
     return m
 
 
