@@ -145,3 +145,76 @@ def test_broadcast_and_expanded_masks_give_the_same_attributions(cnn, method, kw
     small = method(cnn).attribute(x, target=3, feature_mask=mask, **kw)
     full = method(cnn).attribute(x, target=3, feature_mask=mask.expand(1, 3, 32, 32).clone(), **kw)
     torch.testing.assert_close(small, full)
+
+
+# -- LIME's exponential kernel from per-group sums --------------------------------------------------------------
+def rows_of(xs, bs, fm, z, aggregate=False):
+    """The model inputs of coalitions ``z (M, S, G)``, built position by position (``(M * S, ...)`` per input)."""
+    out = []
+    for i, (x, b) in enumerate(zip(xs, bs)):
+        ids = fm.ids[i]
+        b = b.expand(x.shape)
+        rows = []
+        for e in range(z.shape[0]):
+            for s in range(z.shape[1]):
+                if aggregate:  # the whole batch, one coalition
+                    keep = z[e, s][ids[0]].reshape(x.shape[1:])
+                    rows.append(torch.where(keep, x, b))
+                else:
+                    keep = z[e, s][ids[e if ids.shape[0] > 1 else 0]].reshape(x.shape[1:])
+                    rows.append(torch.where(keep, x[e], b[e]))
+        out.append(torch.stack(rows))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("mode", ["cosine", "euclidean"])
+@pytest.mark.parametrize("case", ["image", "two_inputs", "per_example_mask", "integer", "aggregate"])
+def test_exp_kernel_from_group_sums_equals_the_kernel_on_the_rows(mode, case):
+    from pellucid.attr.lime import exp_kernel_similarity, exp_kernel_weights
+
+    gen = torch.Generator().manual_seed(5)
+    if case in ("image", "aggregate"):
+        xs = (torch.randn(3, 2, 4, 4, generator=gen),)
+        bs = (torch.randn(3, 2, 4, 4, generator=gen) * 0.3,)  # per-example baselines
+        masks = torch.arange(4).reshape(1, 1, 2, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    elif case == "two_inputs":  # group ids shared by the two inputs: groups span them
+        xs = (torch.randn(3, 6, generator=gen), torch.randn(3, 2, 3, generator=gen))
+        bs = (torch.zeros(1, 6), torch.full((1, 2, 3), 0.5))
+        masks = (torch.tensor([[0, 0, 1, 1, 2, 3]]), torch.tensor([[[3, 4, 4], [0, 1, 4]]]))
+    elif case == "per_example_mask":
+        xs = (torch.randn(3, 6, generator=gen),)
+        bs = (torch.zeros(1, 6),)
+        masks = torch.tensor([[0, 0, 1, 1, 2, 2], [2, 1, 0, 2, 1, 0], [0, 1, 2, 0, 1, 2]])
+    else:
+        xs = (torch.randint(-5, 6, (3, 8), generator=gen),)
+        bs = (torch.ones(1, 8, dtype=torch.long),)
+        masks = torch.tensor([[0, 1, 1, 2, 2, 2, 3, 0]])
+    fm = format_feature_mask(masks, xs)
+    m = 1 if case == "aggregate" else 3
+    z = torch.rand(m, 7, fm.n_groups, generator=gen) < 0.5
+    z[:, 0] = True  # the input itself
+    z[:, 1] = False  # the baseline
+    fast = exp_kernel_weights(xs, bs, fm, z, mode, 0.75, aggregate=case == "aggregate")
+    rows = rows_of(xs, bs, fm, z, aggregate=case == "aggregate")
+    if case == "aggregate":
+        original = tuple(x.unsqueeze(0).expand((z.shape[1],) + tuple(x.shape)) for x in xs)
+    else:
+        original = tuple(x.repeat_interleave(z.shape[1], 0) for x in xs)
+    slow = exp_kernel_similarity(mode, 0.75)(original, rows, z.reshape(-1, fm.n_groups)).reshape(m, -1)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast[:, 0], torch.ones(m, dtype=torch.float64))  # the input is at distance 0
+
+
+@pytest.mark.parametrize("mode", ["cosine", "euclidean"])
+def test_lime_with_the_group_sum_kernel_equals_lime_with_the_kernel_on_rows(cnn, mode):
+    from pellucid.attr.lime import exp_kernel_similarity
+
+    # widths that keep the weights within a few orders of magnitude (the distance of half the 3072 values is ~40):
+    # with weights spanning 1e-80 the fit's rank cut-off, not the kernel, decides the coefficients
+    kernel = exp_kernel_similarity(mode, 1.0 if mode == "cosine" else 40.0)
+    on_rows = lambda original, perturbed, interpretable: kernel(original, perturbed, interpretable)  # noqa: E731
+    x, b = torch.randn(2, 3, 32, 32), torch.randn(1, 3, 32, 32) * 0.1
+    mask = torch.arange(16).reshape(1, 1, 4, 4).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    fast = Lime(cnn, similarity_func=kernel).attribute(x, baselines=b, target=1, feature_mask=mask, n_samples=30, seed=3)
+    slow = Lime(cnn, similarity_func=on_rows).attribute(x, baselines=b, target=1, feature_mask=mask, n_samples=30, seed=3)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,9 @@ Pluggable parts (batched, unlike Captum's one-sample-at-a-time callables, which 
 * ``similarity_func(original, perturbed, interpretable) -> (R,)`` weights, where ``original`` and ``perturbed``
   are tuples of ``(R, ...)`` row tensors and ``interpretable`` is ``(R, G)`` (default
   :func:`exp_cosine_similarity`: ``exp(-d^2 / (2 width^2))`` with ``d`` the cosine distance in input space and
-  width 1, Captum's default kernel).
+  width 1, Captum's default kernel). The built-in kernels (this one, :func:`exp_kernel_similarity` and Captum's
+  ``get_exp_kernel_similarity_function``) are evaluated from per-group sums of the input and baseline
+  (:func:`exp_kernel_weights`), not row by row.
 * ``interpretable_model`` with ``fit(X, y, weights) -> (coef (N, K, G), intercept (N, K))`` (default
   :class:`~pellucid.attr.surrogate.LinearRegression`; also ``Ridge`` and ``Lasso``). Captum's default is
   ``Lasso(alpha=0.01)``; pass ``interpretable_model=Lasso(0.01)`` to match it.
@@ -74,7 +76,42 @@ def exp_kernel_similarity(
             d = torch.linalg.vector_norm((a - b).double(), dim=1)
         return torch.exp(-(d**2) / (2.0 * kernel_width**2))
 
+    similarity.exp_kernel = (distance_mode, float(kernel_width))  # Lime computes it from group sums (see below)
     return similarity
+
+
+def exp_kernel_weights(
+    inputs: tuple[Tensor, ...], bases: tuple[Tensor, ...], mask: FeatureMask, z: Tensor, distance_mode: str,
+    kernel_width: float, aggregate: bool = False,
+) -> Tensor:
+    """The weights ``(M, S)`` that :func:`exp_kernel_similarity` gives the rows of coalitions ``z (M, S, G)``
+    (``M = N`` examples, or 1 for the whole batch in aggregate mode), from per-group sums instead of the rows. A row
+    keeps the input ``x`` on its groups and has the baseline ``b`` elsewhere, so with ``xx_g, xb_g, bb_g, dd_g`` the
+    sums of ``x^2, x b, b^2, (x - b)^2`` over group ``g``: ``x . row = sum_g z_g xx_g + (1 - z_g) xb_g``,
+    ``|row|^2 = sum_g z_g xx_g + (1 - z_g) bb_g`` and ``|x - row|^2 = sum_g (1 - z_g) dd_g``. One pass over the
+    inputs, then ``O(M S G)`` (float64), instead of a pass over every row."""
+    m, g = z.shape[0], mask.n_groups
+    sums = torch.zeros(4, m, g, dtype=torch.float64, device=z.device)  # xx, xb, bb, dd
+    for x, b, ids in zip(inputs, bases, mask.ids):
+        n = x.shape[0]
+        xf = x.reshape(n, -1).to(device=z.device, dtype=torch.float64)
+        bf = b.to(z.device).expand(x.shape).reshape(n, -1).double()
+        idx = ids.to(z.device).expand(n, -1)
+        if aggregate:  # the batch is one example
+            xf, bf, idx = xf.reshape(1, -1), bf.reshape(1, -1), idx.reshape(1, -1)
+        for k, v in enumerate((xf * xf, xf * bf, bf * bf, (xf - bf) ** 2)):
+            sums[k].scatter_add_(1, idx, v)
+    on = z.to(torch.float64)
+    off = 1 - on
+    xx, xb, bb, dd = (t.unsqueeze(-1) for t in sums)  # (M, G, 1)
+    if distance_mode == "cosine":
+        dot = (on @ xx + off @ xb)[..., 0]
+        row_norm = (on @ xx + off @ bb)[..., 0].sqrt()
+        x_norm = xx[..., 0].sum(1, keepdim=True).sqrt()
+        d = 1 - dot / (x_norm.clamp_min(1e-12) * row_norm.clamp_min(1e-12))
+    else:
+        d = (off @ dd)[..., 0].sqrt()
+    return torch.exp(-(d**2) / (2.0 * kernel_width**2))
 
 
 def exp_cosine_similarity(kernel_width: float = 1.0) -> Callable[[tuple[Tensor, ...], tuple[Tensor, ...], Tensor], Tensor]:
@@ -231,13 +268,18 @@ class Lime(PerturbationAttribution):
                 )
             return z.bool()
 
-        if is_per_sample(self.similarity_func):
-            similarity = per_sample_similarity(self.similarity_func, ctx)
+        kernel = getattr(self.similarity_func, "exp_kernel", None)
+        if kernel is not None and not any(t.is_complex() for t in call.inputs + bases):
+            scores, z, _ = coalition_scores(call, bases, mask, draw, "lime")
+            weights = exp_kernel_weights(call.inputs, bases, mask, z, *kernel, aggregate=scores.aggregate)
         else:
-            def similarity(original: tuple, perturbed: tuple, interpretable: Tensor, ex: Tensor) -> Tensor:
-                return self.similarity_func(original, perturbed, interpretable)
+            if is_per_sample(self.similarity_func):
+                similarity = per_sample_similarity(self.similarity_func, ctx)
+            else:
+                def similarity(original: tuple, perturbed: tuple, interpretable: Tensor, ex: Tensor) -> Tensor:
+                    return self.similarity_func(original, perturbed, interpretable)
 
-        scores, z, weights = coalition_scores(call, bases, mask, draw, "lime", similarity)
+            scores, z, weights = coalition_scores(call, bases, mask, draw, "lime", similarity)
         X = z.to(scores.values.dtype)
         if is_captum_model(self.interpretable_model):
             y = scores.values if scores.values.dim() == 3 else scores.values.unsqueeze(-1)
