@@ -218,3 +218,17 @@ def test_lime_with_the_group_sum_kernel_equals_lime_with_the_kernel_on_rows(cnn,
     fast = Lime(cnn, similarity_func=kernel).attribute(x, baselines=b, target=1, feature_mask=mask, n_samples=30, seed=3)
     slow = Lime(cnn, similarity_func=on_rows).attribute(x, baselines=b, target=1, feature_mask=mask, n_samples=30, seed=3)
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregate", [False, True])
+def test_exp_kernel_weights_do_not_depend_on_the_summation_blocks(monkeypatch, aggregate):
+    import pellucid.attr.lime as lime
+
+    gen = torch.Generator().manual_seed(6)
+    x, b = torch.randn(7, 3, 5, 5, generator=gen), torch.randn(7, 3, 5, 5, generator=gen)
+    ids = torch.randint(0, 6, (1 if aggregate else 7, 1, 5, 5), generator=gen)
+    fm = format_feature_mask(ids, (x,))
+    z = torch.rand(1 if aggregate else 7, 9, fm.n_groups, generator=gen) < 0.5
+    whole = lime.exp_kernel_weights((x,), (b,), fm, z, "cosine", 1.0, aggregate)
+    monkeypatch.setattr(lime, "_SUM_BLOCK", 80)  # one or two examples per step
+    torch.testing.assert_close(lime.exp_kernel_weights((x,), (b,), fm, z, "cosine", 1.0, aggregate), whole)

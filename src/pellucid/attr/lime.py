@@ -80,6 +80,9 @@ def exp_kernel_similarity(
     return similarity
 
 
+_SUM_BLOCK = 1 << 19  # values per input summed at once in exp_kernel_weights (4 MB of float64 per temporary)
+
+
 def exp_kernel_weights(
     inputs: tuple[Tensor, ...], bases: tuple[Tensor, ...], mask: FeatureMask, z: Tensor, distance_mode: str,
     kernel_width: float, aggregate: bool = False,
@@ -93,14 +96,20 @@ def exp_kernel_weights(
     m, g = z.shape[0], mask.n_groups
     sums = torch.zeros(4, m, g, dtype=torch.float64, device=z.device)  # xx, xb, bb, dd
     for x, b, ids in zip(inputs, bases, mask.ids):
-        n = x.shape[0]
-        xf = x.reshape(n, -1).to(device=z.device, dtype=torch.float64)
-        bf = b.to(z.device).expand(x.shape).reshape(n, -1).double()
-        idx = ids.to(z.device).expand(n, -1)
-        if aggregate:  # the batch is one example
-            xf, bf, idx = xf.reshape(1, -1), bf.reshape(1, -1), idx.reshape(1, -1)
-        for k, v in enumerate((xf * xf, xf * bf, bf * bf, (xf - bf) ** 2)):
-            sums[k].scatter_add_(1, idx, v)
+        n, numel = x.shape[0], max(1, x[:1].numel())
+        b = b.to(z.device).expand(x.shape)
+        ids = ids.to(z.device)
+        block = max(1, _SUM_BLOCK // numel)  # examples per step: a few MB of float64 temporaries at a time
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            xf = x[start:stop].reshape(stop - start, -1).to(device=z.device, dtype=torch.float64)
+            bf = b[start:stop].reshape(stop - start, -1).double()
+            idx = (ids[start:stop] if ids.shape[0] > 1 else ids).expand(stop - start, -1)
+            out = sums[:, start:stop]
+            if aggregate:  # the batch is one example
+                xf, bf, idx, out = xf.reshape(1, -1), bf.reshape(1, -1), idx.reshape(1, -1), sums[:, :1]
+            for k, v in enumerate((xf * xf, xf * bf, bf * bf, (xf - bf) ** 2)):
+                out[k].scatter_add_(1, idx, v)
     on = z.to(torch.float64)
     off = 1 - on
     xx, xb, bb, dd = (t.unsqueeze(-1) for t in sums)  # (M, G, 1)
