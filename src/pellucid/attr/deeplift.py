@@ -368,21 +368,22 @@ def reduction_rule(refs: _References, eps: float) -> Callable:
     return rule
 
 
+_RULED = (*ELEMENTWISE, *POOLS, *REDUCTIONS)
+
+
 @contextmanager
 def recording(refs: _References):
     """Record the inputs of every nonlinearity call (the reference pass)."""
-    rules = {f: refs.record for f in list(ELEMENTWISE) + list(POOLS) + list(REDUCTIONS)}
-    with FunctionRules(rules, UNSUPPORTED):
+    with FunctionRules(dict.fromkeys(_RULED, refs.record), UNSUPPORTED):
         yield refs
 
 
 @contextmanager
 def rescaling(refs: _References, eps: float):
     """Apply the DeepLIFT multipliers in the backward pass (the input pass)."""
-    rules: dict[Callable, Callable] = {}
-    rules.update({f: rescale_rule(refs, eps) for f in ELEMENTWISE})
-    rules.update({f: maxpool_rule(refs, eps) for f in POOLS})
-    rules.update({f: reduction_rule(refs, eps) for f in REDUCTIONS})
+    rules: dict[Callable, Callable] = dict.fromkeys(ELEMENTWISE, rescale_rule(refs, eps))
+    rules.update(dict.fromkeys(POOLS, maxpool_rule(refs, eps)))
+    rules.update(dict.fromkeys(REDUCTIONS, reduction_rule(refs, eps)))
     with FunctionRules(rules, UNSUPPORTED):
         yield
     refs.check_done()
