@@ -12,7 +12,9 @@ Mechanism: per chunk, a reference pass on the baselines records the input of eve
 order) and the input pass replaces each call's backward by its multiplier. Calls are intercepted at the torch
 function level, so functional activations (``F.relu``, ``torch.relu``, ``x.relu()``), in-place ones and a module
 used twice are all handled. The calls must come in the same order for inputs and baselines (no data-dependent
-control flow), else a clear error is raised. Operations whose rule is not defined (``torch.amax``,
+control flow), else a clear error is raised. Each rule computes its multiplier (or, for max pooling, its
+per-window weights) once in the forward, so its backward is one multiply (a scatter for pooling); on the CPU, 2-D
+max pooling runs on a channels-last copy (same winners, 2-3x faster). Operations whose rule is not defined (``torch.amax``,
 ``torch.maximum``, ``torch.topk``, ...) raise ``ValueError``. Multiplicative interactions between activations
 (attention's ``softmax(QK^T) V``, gating, LayerNorm) keep their gradient, as in Captum: summation-to-delta then
 holds only approximately, and ``return_convergence_delta`` reports the gap.
