@@ -14,8 +14,8 @@ function level, so functional activations (``F.relu``, ``torch.relu``, ``x.relu(
 used twice are all handled. The calls must come in the same order for inputs and baselines (no data-dependent
 control flow), else a clear error is raised. Each rule computes its multiplier (or, for max pooling, its
 per-window weights) once in the forward, so its backward is one multiply (a scatter for pooling); on the CPU, 2-D
-max pooling runs on a channels-last copy (same winners, 2-3x faster). Operations whose rule is not defined (``torch.amax``,
-``torch.maximum``, ``torch.topk``, ...) raise ``ValueError``. Multiplicative interactions between activations
+max pooling runs on a channels-last copy (same winners, 2-3x faster). Operations whose rule is not defined
+(``torch.amax``, ``torch.maximum``, ``torch.topk``, ...) raise ``ValueError``. Multiplicative interactions between activations
 (attention's ``softmax(QK^T) V``, gating, LayerNorm) keep their gradient, as in Captum: summation-to-delta then
 holds only approximately, and ``return_convergence_delta`` reports the gap.
 Softmax is treated as an elementwise map (``m_i = dy_i / dx_i``), which conserves the summed difference.
