@@ -62,18 +62,14 @@ def relu_override(guided: bool):
 RELU_NODE = "ReluBackward0"  # the autograd node of relu, relu_, F.relu (also inplace=True), x.relu(), nn.ReLU
 
 
-def _guided(grad_outputs: tuple) -> tuple:
-    # before the node: the incoming gradient's negative part is dropped; ReLU's own backward then applies x > 0
-    return tuple(None if g is None else g.clamp(min=0) for g in grad_outputs)
+def _positive_part(grads: tuple) -> tuple:
+    return tuple(None if g is None else g.clamp(min=0) for g in grads)
 
 
-def _deconvolution(grad_inputs: tuple, grad_outputs: tuple) -> tuple:
-    # instead of the node's result: relu of the incoming gradient, whatever the sign of x
-    return tuple(None if g is None else g.clamp(min=0) for g in grad_outputs)
-
-
-GUIDED = GraphRules(pre={RELU_NODE: _guided})
-DECONVOLUTION = GraphRules(post={RELU_NODE: _deconvolution})
+# guided: before the node, the incoming gradient's negative part is dropped; ReLU's own backward then applies x > 0.
+# deconvolution: instead of the node's result, the positive part of the incoming gradient, whatever the sign of x.
+GUIDED = GraphRules(pre={RELU_NODE: _positive_part})
+DECONVOLUTION = GraphRules(post={RELU_NODE: lambda grad_inputs, grad_outputs: _positive_part(grad_outputs)})
 
 
 def relu_rules(guided: bool) -> GraphRules:

@@ -31,7 +31,7 @@ TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # what glibc sets beside a raised mmap thre
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
 OPT_OUT = "PELLUCID_HOST_MALLOC"
 
-_state: dict[str, object] = {"done": False, "applied": False, "reason": "not attempted yet"}
+_state: dict[str, object] = {"done": False, "reason": "not attempted yet"}
 
 
 def _skip_reason() -> str | None:
@@ -53,7 +53,7 @@ def tune_host_malloc() -> bool:
     """Set glibc's mmap and trim thresholds once per process (see the module docstring); ``True`` if they were
     set (now or earlier). Called by every method's outermost ``attribute``; cheap after the first call."""
     if _state["done"]:
-        return bool(_state["applied"])
+        return _state["reason"] == "applied"
     _state["done"] = True
     reason = _skip_reason()
     if reason is None:
@@ -64,7 +64,7 @@ def tune_host_malloc() -> bool:
             reason = None if ok else "mallopt refused the values"
         except (OSError, AttributeError):
             reason = "mallopt is not available"
-    _state.update(applied=reason is None, reason=reason or "applied")
+    _state["reason"] = reason or "applied"
     return reason is None
 
 
