@@ -9,6 +9,8 @@ from torch import nn
 from pellucid.attr import DeepLift
 from pellucid.attr.deeplift import ELEMENTWISE, LOG_SOFTMAX, SOFTMAX, _pool_with_indices, _winner_backward
 
+from deeplift_reference import reference_pool_backward
+
 EPS = 1e-10
 
 
@@ -131,20 +133,6 @@ def test_pool_with_indices_equals_max_pool(dtype, channels):
             assert y2.is_contiguous() and idx2.is_contiguous() and not wants
 
 
-def pool_definition(x, x0, g, kernel, stride):
-    """Max-pool multipliers written out input-sized (no gathering, no skipping)."""
-    y, ix = F.max_pool2d(x, kernel, stride, return_indices=True)
-    y0, i0 = F.max_pool2d(x0, kernel, stride, return_indices=True)
-    cross = torch.maximum(y, y0)
-    flat = lambda t: t.reshape(t.shape[0], t.shape[1], -1)  # noqa: E731
-    num = torch.zeros_like(flat(x))
-    num.scatter_add_(2, flat(ix), flat(g * (cross - y0))).scatter_add_(2, flat(i0), flat(g * (y - cross)))
-    plain = torch.zeros_like(flat(x)).scatter_add_(2, flat(ix), flat(g))
-    dx = flat(x - x0)
-    small = dx.abs() < EPS
-    return torch.where(small, plain, num / torch.where(small, torch.ones_like(dx), dx)).reshape(x.shape)
-
-
 @pytest.mark.parametrize("shift", ["below", "mixed"])
 def test_pool_rule_with_and_without_baseline_winners(shift):
     """Baselines below the inputs everywhere (no window has a rest for the baseline's winner: skipped) and
@@ -162,7 +150,7 @@ def test_pool_rule_with_and_without_baseline_winners(shift):
         dy = torch.randn(y.shape, generator=g, dtype=torch.float64)
         flat = lambda t: t.reshape(t.shape[0], t.shape[1], -1)  # noqa: E731
         got = _winner_backward(x, x0, y, y0, ix, i0, EPS, True, flat, 2)(dy)
-        torch.testing.assert_close(got, pool_definition(x, x0, dy, kernel, stride), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got, reference_pool_backward(x, x0, dy, kernel, stride), rtol=1e-9, atol=1e-12)
 
 
 def test_cnn_channels_last_pool_sums_to_delta_and_matches_the_plain_pool():
